@@ -1,0 +1,56 @@
+# Every dependency comes from a Debian package; a missing one stops configure with the
+# package's name, so the fix is one `apt-get install` (or `.ci/install-deps`).
+find_package(PkgConfig)
+
+function(switchyard_missing what package)
+  message(FATAL_ERROR
+    "${what} not found: install the Debian package '${package}' "
+    "(apt-get install -y ${package}), or run .ci/install-deps")
+endfunction()
+
+# libuv: event loop and sockets.
+if(PkgConfig_FOUND)
+  pkg_check_modules(LIBUV IMPORTED_TARGET libuv>=1.44)
+endif()
+if(NOT LIBUV_FOUND)
+  switchyard_missing("libuv" "libuv1-dev")
+endif()
+
+# yaml-cpp: configuration.
+find_package(yaml-cpp QUIET)
+if(NOT yaml-cpp_FOUND)
+  switchyard_missing("yaml-cpp" "libyaml-cpp-dev")
+endif()
+if(TARGET yaml-cpp::yaml-cpp)
+  set(SWITCHYARD_YAML yaml-cpp::yaml-cpp)
+else()
+  set(SWITCHYARD_YAML yaml-cpp)
+endif()
+
+# doctest: header-only unit tests.
+find_path(DOCTEST_INCLUDE_DIR doctest/doctest.h)
+if(NOT DOCTEST_INCLUDE_DIR)
+  switchyard_missing("doctest" "doctest-dev")
+endif()
+
+# OpenSSL libcrypto: SHA-1 for Sec-WebSocket-Accept.
+find_package(OpenSSL QUIET COMPONENTS Crypto)
+if(NOT OpenSSL_FOUND)
+  switchyard_missing("OpenSSL" "libssl-dev")
+endif()
+
+# llhttp: Debian's node-llhttp ships the C sources and header; we build them here.
+set(LLHTTP_SOURCE_DIR "/usr/share/llhttp" CACHE PATH "Directory with llhttp's C sources")
+set(LLHTTP_INCLUDE_DIR "/usr/share/include/llhttp" CACHE PATH "Directory with llhttp.h")
+if(NOT EXISTS "${LLHTTP_SOURCE_DIR}/llhttp.c" OR NOT EXISTS "${LLHTTP_INCLUDE_DIR}/llhttp.h")
+  switchyard_missing("llhttp sources" "node-llhttp")
+endif()
+add_library(llhttp STATIC
+  ${LLHTTP_SOURCE_DIR}/llhttp.c
+  ${LLHTTP_SOURCE_DIR}/api.c
+  ${LLHTTP_SOURCE_DIR}/http.c)
+target_include_directories(llhttp SYSTEM PUBLIC ${LLHTTP_INCLUDE_DIR})
+set_target_properties(llhttp PROPERTIES C_STANDARD 99 POSITION_INDEPENDENT_CODE ON)
+target_compile_options(llhttp PRIVATE -w)
+
+find_package(Threads REQUIRED)

@@ -1,0 +1,112 @@
+// The one wrapper around llhttp (Debian's 8.1). Strict: no lenient flags, plus the checks
+// llhttp leaves to us (../shared/design/llhttp-notes.md): obs-fold, whitespace before the
+// colon, header-section size and field-count limits.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include <llhttp.h>
+
+#include "parser/message.hpp"
+
+namespace sy {
+
+enum class ParseError {
+    none,
+    bad_message,       // malformed syntax or ambiguous framing: 400 (request) / 502 (response)
+    header_too_large,  // head over limits.max_header_bytes: 431
+    too_many_headers,  // over limits.max_headers field lines: 431
+    h2_preface,        // "PRI * HTTP/2.0": an h2 prior-knowledge preface; never forwarded
+    unexpected_eof,    // the peer closed in the middle of a message
+};
+
+// The status the proxy answers a client with for a request-side parse error.
+int error_status(ParseError e);
+
+class HttpParser {
+public:
+    enum class Kind { request, response };
+    struct Limits {
+        std::size_t max_header_bytes = 32 * 1024;
+        std::size_t max_headers = 100;
+    };
+
+    enum class AfterHead { proceed, pause };
+
+    // Receives a message's parts. Called only from inside feed()/finish(); must not
+    // destroy the parser.
+    class Handler {
+    public:
+        virtual ~Handler() = default;
+        // The head is complete and valid. Return pause to stop feed() right after it.
+        virtual AfterHead on_head(MessageHead& head) = 0;
+        // Body bytes with transfer coding removed; a view into the buffer given to feed().
+        virtual void on_body(std::string_view data) = 0;
+        // End of the message (also after a 1xx response head). feed() always stops here.
+        virtual void on_message_end() = 0;
+    };
+
+    enum class Status {
+        need_more,  // every byte was consumed; feed more
+        paused,     // stopped after on_head(pause) or on_message_end(); see `consumed`
+        upgrade,    // stopped at the end of a message with llhttp's upgrade flag (request
+                    // with Upgrade + Connection: upgrade, or a 101 response); on_message_end
+                    // was called; `consumed` ends at the first byte after the message
+        error,
+    };
+    struct Result {
+        Status status = Status::need_more;
+        std::size_t consumed = 0;
+        ParseError error = ParseError::none;
+        const char* reason = "";  // short human-readable reason for logs, never sent
+    };
+
+    HttpParser(Kind kind, Handler& handler, Limits limits);
+    HttpParser(const HttpParser&) = delete;
+    HttpParser& operator=(const HttpParser&) = delete;
+
+    // Parses as much of data[0..len) as allowed. After `paused` call resume(), after
+    // `upgrade` call resume_after_upgrade() (to go on as HTTP), then feed the bytes from
+    // `consumed` on again. After `error` the parser is dead until reset().
+    Result feed(const char* data, std::size_t len);
+    void resume();
+    void resume_after_upgrade();
+
+    // Response parsers: the next response answers a HEAD request, so it has no body.
+    void set_response_to_head(bool yes);
+
+    // The peer closed. Completes a close-delimited response (on_message_end is called);
+    // returns error unexpected_eof when a message was in progress, need_more otherwise.
+    Result finish();
+
+    // True from the first byte of a message until its end.
+    bool in_message() const;
+
+    // Forget everything; ready for a new first message.
+    void reset();
+
+private:
+    // Implementation detail, defined in http_parser.cpp.
+    struct Callbacks;
+    friend struct Callbacks;
+
+    Kind kind_;
+    Handler& handler_;
+    Limits limits_;
+    llhttp_t parser_{};
+    llhttp_settings_t settings_{};
+    MessageHead head_;
+    // Parse state owned by the implementation (head byte counting, field assembly, ...).
+    std::size_t head_bytes_ = 0;
+    bool in_head_ = false;
+    bool in_message_ = false;
+    bool at_line_start_ = false;
+    bool last_was_value_ = false;
+    bool response_to_head_ = false;
+    bool paused_by_us_ = false;
+    ParseError pending_error_ = ParseError::none;
+    const char* pending_reason_ = "";
+};
+
+}  // namespace sy

@@ -1,0 +1,120 @@
+// The configuration model: what ../shared/design/config.md describes, after validation.
+// Defaults here are the documented defaults.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sy {
+
+using Millis = std::chrono::milliseconds;
+
+// "host:port" or "[v6]:port". `host` holds the address without brackets.
+struct Address {
+    std::string host;
+    std::uint16_t port = 0;
+    bool is_ipv6 = false;
+    std::string to_string() const;  // back to "host:port" / "[v6]:port"
+};
+
+struct ListenerConfig {
+    Address address;
+};
+
+enum class Balance { round_robin, least_conn };
+
+struct HealthCheck {
+    std::string path = "/healthz";
+    Millis interval{5000};
+};
+
+struct HealthConfig {
+    std::uint32_t max_fails = 3;  // consecutive connect failures before a server is skipped
+    Millis cooldown{10000};
+    std::optional<HealthCheck> check;
+};
+
+struct UpstreamConfig {
+    std::string name;
+    std::vector<Address> servers;
+    Balance balance = Balance::round_robin;
+    std::uint32_t keepalive = 32;  // idle pooled connections per worker
+    HealthConfig health;
+};
+
+enum class OnDisallowed { strip, reject };
+
+struct UpgradeConfig {
+    std::vector<std::string> allow;  // "name", "name/version" or "*", as written
+    OnDisallowed on_disallowed = OnDisallowed::strip;
+    bool require = false;
+};
+
+struct RouteMatch {
+    std::string host;               // "" = any; exact name or "*.suffix", lower-cased
+    std::string path_prefix = "/";
+    std::string upgrade;            // "" = any request; else only upgrade requests offering it
+};
+
+struct RouteConfig {
+    RouteMatch match;
+    std::string upstream;           // name of the pool
+    std::size_t upstream_index = 0; // index into Config::upstreams
+    UpgradeConfig upgrade;
+    int line = 0;                   // where the route starts in the file (for logs)
+};
+
+struct Timeouts {
+    Millis request_header{10'000};
+    Millis keepalive_idle{60'000};
+    Millis upstream_connect{5'000};
+    Millis upstream_response{60'000};
+    Millis tunnel_idle{3'600'000};
+    Millis shutdown_drain{30'000};
+};
+
+struct Limits {
+    std::uint32_t max_connections = 10'000;
+    std::size_t max_header_bytes = 32 * 1024;
+    std::size_t max_headers = 100;
+};
+
+struct TunnelConfig {
+    std::size_t buffer = 256 * 1024;
+    bool splice = true;  // "auto" = true, "off" = false
+};
+
+struct ForwardingConfig {
+    bool x_forwarded_for = true;
+    bool x_forwarded_proto = true;
+    bool via = false;
+};
+
+struct AdminConfig {
+    Address address;
+};
+
+struct AccessLogConfig {
+    std::string path = "-";  // "-" = stdout, "off" = disabled, else a file path
+    bool enabled() const { return path != "off"; }
+};
+
+struct Config {
+    std::string file;  // where it was loaded from
+    std::vector<ListenerConfig> listen;
+    unsigned workers = 1;  // "auto" resolves to the number of cores at load time
+    std::vector<UpstreamConfig> upstreams;
+    std::vector<RouteConfig> routes;
+    Timeouts timeouts;
+    Limits limits;
+    TunnelConfig tunnel;
+    ForwardingConfig forwarding;
+    std::optional<AdminConfig> admin;
+    AccessLogConfig access_log;
+};
+
+}  // namespace sy
