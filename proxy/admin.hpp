@@ -1,0 +1,30 @@
+// The admin listener (config `admin:`): GET /metrics (Prometheus text) and GET /healthz.
+// Runs on the main thread's loop, apart from the workers; every answer closes the
+// connection.
+#pragma once
+
+#include <string>
+
+#include <uv.h>
+
+#include "routing/config.hpp"
+
+namespace sy {
+
+class AdminServer {
+public:
+    AdminServer(uv_loop_t* loop, const AdminConfig& config) : loop_(loop), config_(config) {}
+    // Binds and listens; logs "admin listening on ADDR". False with `error` on failure.
+    bool start(std::string* error);
+    // Stops listening; connections in progress finish on their own.
+    void close();
+
+private:
+    static void on_connection(uv_stream_t* server, int status);
+    uv_loop_t* loop_;
+    const AdminConfig& config_;
+    uv_tcp_t tcp_{};
+    bool started_ = false;
+};
+
+}  // namespace sy

@@ -1,0 +1,723 @@
+#include "proxy/client_conn.hpp"
+
+#include <cstring>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "parser/serialize.hpp"
+#include "parser/tokens.hpp"
+#include "proxy/access_log.hpp"
+#include "proxy/log.hpp"
+#include "proxy/metrics.hpp"
+#include "proxy/upstream_pool.hpp"
+#include "proxy/worker.hpp"
+#include "routing/route_match.hpp"
+
+namespace sy {
+
+namespace {
+
+const char* name(ClientConn::ReqState s) {
+    switch (s) {
+        case ClientConn::ReqState::idle: return "idle";
+        case ClientConn::ReqState::head: return "head";
+        case ClientConn::ReqState::connecting: return "connecting";
+        case ClientConn::ReqState::body: return "body";
+        case ClientConn::ReqState::complete: return "complete";
+    }
+    return "?";
+}
+
+const char* name(ClientConn::ResState s) {
+    switch (s) {
+        case ClientConn::ResState::none: return "none";
+        case ClientConn::ResState::waiting: return "waiting";
+        case ClientConn::ResState::body: return "body";
+        case ClientConn::ResState::complete: return "complete";
+    }
+    return "?";
+}
+
+HttpParser::Limits parser_limits(const Config& config) {
+    return HttpParser::Limits{config.limits.max_header_bytes, config.limits.max_headers};
+}
+
+// Response heads have the same limits as request heads, but no fewer than 64 KiB /
+// 200 fields: backends legitimately send large cookie sets.
+HttpParser::Limits response_limits(const Config& config) {
+    HttpParser::Limits l = parser_limits(config);
+    if (l.max_header_bytes < 64 * 1024) l.max_header_bytes = 64 * 1024;
+    if (l.max_headers < 200) l.max_headers = 200;
+    return l;
+}
+
+std::string peer_ip(const uv_tcp_t* tcp) {
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "-";
+    char buf[INET6_ADDRSTRLEN] = "-";
+    if (ss.ss_family == AF_INET) {
+        uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&ss), buf, sizeof buf);
+    } else if (ss.ss_family == AF_INET6) {
+        uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&ss), buf, sizeof buf);
+    }
+    return buf;
+}
+
+// upgrade-semantics.md, "Words": HTTP/1.1 (not 1.0), an Upgrade field and the token
+// "upgrade" in Connection.
+bool is_upgrade_request(const MessageHead& req) {
+    if (req.is_http10() || find_field(req.headers, "upgrade") == nullptr) return false;
+    for (const HeaderField& f : req.headers) {
+        if (iequals(f.name, "connection") && list_has_token(f.value, "upgrade")) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+ClientConn::ClientConn(Worker& worker)
+    : worker_(worker),
+      out_(reinterpret_cast<uv_stream_t*>(&tcp_), *this),
+      req_parser_(HttpParser::Kind::request, *this, parser_limits(worker.config())),
+      resp_handler_(*this),
+      resp_parser_(HttpParser::Kind::response, resp_handler_, response_limits(worker.config())) {
+    uv_tcp_init(worker.loop(), &tcp_);
+    uv_timer_init(worker.loop(), &timer_);
+    uv_timer_init(worker.loop(), &up_timer_);
+    tcp_.data = this;
+    timer_.data = this;
+    up_timer_.data = this;
+    open_handles_ = 3;
+    worker.add_client(this);
+    g_metrics.connections_active.fetch_add(1, std::memory_order_relaxed);
+    g_metrics.connections_total.fetch_add(1, std::memory_order_relaxed);
+}
+
+ClientConn::~ClientConn() {
+    worker_.remove_client(this);
+    g_metrics.connections_active.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void ClientConn::accept(uv_stream_t* server) {
+    if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
+        close();
+        return;
+    }
+    uv_tcp_nodelay(&tcp_, 1);
+    client_ip_ = peer_ip(&tcp_);
+    start_timer(worker_.config().timeouts.request_header);
+    update_reading();
+}
+
+// ---------------------------------------------------------------------------------------
+// Transitions
+
+void ClientConn::set_req_state(ReqState next) {
+    SY_TRACE("client %p request %s -> %s", static_cast<void*>(this), name(req_state_), name(next));
+    req_state_ = next;
+}
+
+void ClientConn::set_res_state(ResState next) {
+    SY_TRACE("client %p response %s -> %s", static_cast<void*>(this), name(res_state_), name(next));
+    res_state_ = next;
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading from the client
+
+std::size_t ClientConn::high_water() const { return worker_.config().tunnel.buffer; }
+
+void ClientConn::update_reading() {
+    if (closing_) return;
+    bool want;
+    if (lingering_) {
+        want = true;  // read and discard until the client closes
+    } else if (closing_after_flush_) {
+        want = false;
+    } else {
+        std::size_t unparsed = in_.size() - in_pos_;
+        want = unparsed < worker_.config().limits.max_header_bytes + Worker::kReadBufferSize &&
+               out_.queued() < high_water() &&
+               !(up_ != nullptr && up_->writer().queued() >= high_water());
+    }
+    auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+    if (want && !reading_) {
+        if (uv_read_start(stream, &ClientConn::on_alloc, &ClientConn::on_read) == 0) reading_ = true;
+    } else if (!want && reading_) {
+        uv_read_stop(stream);
+        reading_ = false;
+    }
+}
+
+void ClientConn::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
+    auto* self = static_cast<ClientConn*>(handle->data);
+    *buf = uv_buf_init(self->worker_.read_buffer(), Worker::kReadBufferSize);
+}
+
+void ClientConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    auto* self = static_cast<ClientConn*>(stream->data);
+    if (self->closing_ || nread == 0) return;
+    if (nread < 0) {
+        self->on_client_eof(static_cast<int>(nread));
+        return;
+    }
+    g_metrics.bytes_from_clients_total.fetch_add(static_cast<std::uint64_t>(nread), std::memory_order_relaxed);
+    if (self->lingering_) return;  // discarded
+    self->on_client_bytes(buf->base, static_cast<std::size_t>(nread));
+}
+
+void ClientConn::on_client_bytes(const char* data, std::size_t len) {
+    if (req_state_ == ReqState::idle) {
+        set_req_state(ReqState::head);
+        start_timer(worker_.config().timeouts.request_header);
+    }
+    if (in_pos_ == in_.size()) {
+        in_.clear();
+        in_pos_ = 0;
+    }
+    in_.append(data, len);
+    process_input();
+}
+
+void ClientConn::on_client_eof(int status) {
+    reading_ = false;
+    if (lingering_) {
+        close();
+        return;
+    }
+    if (status != UV_EOF) {
+        // Reset or error: nothing more can be delivered to this client.
+        if (res_state_ != ResState::none) log_exchange("client_abort");
+        close();
+        return;
+    }
+    client_eof_ = true;
+    if (req_state_ == ReqState::complete && res_state_ != ResState::none) {
+        // The client half-closed after a whole request: the response can still be sent.
+        return;
+    }
+    if (res_state_ != ResState::none || req_state_ == ReqState::connecting || req_state_ == ReqState::body) {
+        log_exchange("client_abort");
+    }
+    close();
+}
+
+// Parses what the client sent, as far as the states allow. Re-entrant calls (from
+// transitions made inside this loop) return at once; the loop re-checks the states.
+void ClientConn::process_input() {
+    if (in_process_input_) return;
+    in_process_input_ = true;
+    while (!closing_ && !closing_after_flush_) {
+        if (req_state_ == ReqState::connecting) break;
+        if (req_state_ == ReqState::complete) {
+            if (res_state_ == ResState::complete) {
+                finish_exchange();
+                continue;
+            }
+            break;
+        }
+        // idle, head or body: the parser may run. A 0-byte feed still completes a
+        // message that ends at its head.
+        std::size_t avail = in_.size() - in_pos_;
+        if (avail == 0 && req_state_ != ReqState::body) break;
+        HttpParser::Result r = req_parser_.feed(in_.data() + in_pos_, avail);
+        in_pos_ += r.consumed;
+        bytes_in_ += r.consumed;
+        if (r.status == HttpParser::Status::error) {
+            SY_TRACE("client %p parse error: %s", static_cast<void*>(this), r.reason);
+            if (req_state_ == ReqState::idle || req_state_ == ReqState::head) {
+                respond_local(error_status(r.error), false, r.reason);
+            } else {
+                fail_exchange(400, r.reason);
+            }
+            break;
+        }
+        if (r.status == HttpParser::Status::need_more) break;
+        if (r.status == HttpParser::Status::upgrade) req_was_upgrade_ = true;
+        if (req_state_ == ReqState::connecting) start_exchange();
+        // paused at message end: the loop sees req_state_ == complete.
+    }
+    in_process_input_ = false;
+    if (in_pos_ > 0 && in_pos_ == in_.size()) {
+        in_.clear();
+        in_pos_ = 0;
+    } else if (in_pos_ > Worker::kReadBufferSize) {
+        in_.erase(0, in_pos_);
+        in_pos_ = 0;
+    }
+    update_reading();
+}
+
+// ---------------------------------------------------------------------------------------
+// Request parser callbacks
+
+HttpParser::AfterHead ClientConn::on_head(MessageHead& head) {
+    g_metrics.requests_total.fetch_add(1, std::memory_order_relaxed);
+    uv_timer_stop(&timer_);
+    req_ = std::move(head);
+    exchange_start_ms_ = worker_.now_ms();
+    bytes_out_mark_ = out_.bytes_written();
+    set_req_state(ReqState::connecting);
+    return HttpParser::AfterHead::pause;  // routing and the upstream come first
+}
+
+void ClientConn::on_body(std::string_view data) {
+    if (req_state_ != ReqState::body || up_ == nullptr || up_write_failed_) return;
+    if (req_.framing == BodyFraming::chunked) {
+        scratch_.clear();
+        append_chunk_header(scratch_, data.size());
+        up_->writer().write({scratch_, data, kChunkEnd});
+    } else {
+        up_->writer().write(data);
+    }
+}
+
+void ClientConn::on_message_end() {
+    if (req_state_ == ReqState::body && up_ != nullptr && !up_write_failed_ &&
+        req_.framing == BodyFraming::chunked) {
+        up_->writer().write(kLastChunk);
+    }
+    set_req_state(ReqState::complete);
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing and the upstream connection
+
+void ClientConn::start_exchange() {
+    const Config& config = worker_.config();
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is answered 400.
+    std::size_t hosts = count_fields(req_.headers, "host");
+    if (hosts > 1 || (hosts == 0 && !req_.is_http10())) {
+        respond_local(400, false, "missing or repeated Host");
+        return;
+    }
+    TargetParts target = split_target(req_.target);
+    RouteRequest route_request;
+    route_request.host = target.host;  // absolute-form wins (RFC 9112 §3.2.2)
+    if (route_request.host.empty()) {
+        if (const HeaderField* host = find_field(req_.headers, "host")) route_request.host = host->value;
+    }
+    route_request.path = target.path;
+    if (is_upgrade_request(req_)) {
+        route_request.offer = collect_list(req_.headers, "upgrade");
+    }
+    route_ = match_route(config, route_request);
+    if (route_ == nullptr) {
+        respond_local(404, true, "no route");
+        return;
+    }
+    pool_ = &worker_.pool(route_->upstream_index);
+    tried_.assign(pool_->server_count(), false);
+    connect_next();
+}
+
+void ClientConn::connect_next() {
+    std::size_t server = pool_->pick(tried_);
+    if (server == UpstreamPool::npos) {
+        fail_exchange(502, "no upstream server could be reached");
+        return;
+    }
+    tried_[server] = true;
+    bool connected = false;
+    up_ = pool_->acquire(server, *this, &connected);
+    up_reusable_ = false;
+    up_write_failed_ = false;
+    if (connected) on_upstream_ready();
+}
+
+void ClientConn::on_upstream_connected(UpstreamConn& conn) {
+    pool_->record_connect_result(conn.server(), true);
+    on_upstream_ready();
+}
+
+void ClientConn::on_upstream_connect_failed(UpstreamConn& conn, int status) {
+    log_error("upstream %s server %zu: connect failed: %s", pool_->config().name.c_str(), conn.server(),
+              uv_strerror(status));
+    pool_->record_connect_result(conn.server(), false);
+    up_->close();
+    up_ = nullptr;
+    // Nothing was sent yet: the next server may take the request.
+    connect_next();
+}
+
+void ClientConn::on_upstream_ready() {
+    const Config& config = worker_.config();
+    ForwardingOptions fwd;
+    fwd.x_forwarded_for = config.forwarding.x_forwarded_for;
+    fwd.x_forwarded_proto = config.forwarding.x_forwarded_proto;
+    fwd.via = config.forwarding.via;
+    fwd.client_address = client_ip_;
+    scratch_.clear();
+    append_upstream_request_head(scratch_, req_, fwd, {}, pool_->config().keepalive == 0);
+    up_->writer().write(scratch_);
+
+    resp_parser_.reset();
+    resp_parser_.set_response_to_head(req_.method == "HEAD");
+    set_res_state(ResState::waiting);
+    uv_timer_start(&up_timer_, &ClientConn::on_upstream_timer,
+                   static_cast<std::uint64_t>(config.timeouts.upstream_response.count()), 0);
+
+    if (req_state_ == ReqState::connecting) {
+        set_req_state(ReqState::body);
+        req_parser_.resume();
+        process_input();  // no-op when called from inside process_input: its loop goes on
+    }
+    // Otherwise this is the retry of a complete request without a body: all is sent.
+}
+
+void ClientConn::on_upstream_timer(uv_timer_t* timer) {
+    auto* self = static_cast<ClientConn*>(timer->data);
+    if (self->closing_) return;
+    if (self->res_state_ == ResState::waiting) self->fail_exchange(504, "upstream response timeout");
+}
+
+void ClientConn::on_upstream_read(UpstreamConn&, const char* data, std::size_t len) { feed_response(data, len); }
+
+void ClientConn::feed_response(const char* data, std::size_t len) {
+    std::size_t pos = 0;
+    while (!closing_ && up_ != nullptr) {
+        HttpParser::Result r = resp_parser_.feed(data + pos, len - pos);
+        pos += r.consumed;
+        switch (r.status) {
+            case HttpParser::Status::need_more:
+                return;
+            case HttpParser::Status::error:
+                fail_exchange(502, r.reason);
+                return;
+            case HttpParser::Status::upgrade:
+                // A 101 to a request that carried no Upgrade (every upgrade is stripped):
+                // never passed on (upgrade-semantics.md, "Response side").
+                fail_exchange(502, "unsolicited 101 Switching Protocols");
+                return;
+            case HttpParser::Status::paused:
+                if (res_state_ == ResState::complete) {
+                    if (pos < len) up_reusable_ = false;  // bytes after the response: not reusable
+                    // Transition outside of the parser: the exchange may end now.
+                    if (req_state_ == ReqState::complete) {
+                        process_input();
+                    } else {
+                        finish_exchange();  // early response; the request body is cut off
+                    }
+                    return;
+                }
+                resp_parser_.resume();  // after an interim (1xx) response
+                break;
+        }
+    }
+}
+
+void ClientConn::on_upstream_closed(UpstreamConn&, int status) {
+    if (res_state_ == ResState::body || res_state_ == ResState::waiting) {
+        if (status == UV_EOF) {
+            HttpParser::Result r = resp_parser_.finish();
+            if (r.status != HttpParser::Status::error && res_state_ == ResState::complete) {
+                up_reusable_ = false;
+                if (req_state_ == ReqState::complete) {
+                    process_input();
+                } else {
+                    finish_exchange();
+                }
+                return;
+            }
+        }
+        if (res_state_ == ResState::waiting && up_ != nullptr && up_->reused() &&
+            req_.framing == BodyFraming::none && req_state_ == ReqState::complete) {
+            // A pooled connection the server had closed before it saw the request: nothing
+            // was processed, so the request goes again on another connection (each retry
+            // consumes one stale pooled connection or opens a fresh one, so this ends).
+            SY_TRACE("client %p pooled upstream closed, retrying", static_cast<void*>(this));
+            uv_timer_stop(&up_timer_);
+            up_->close();
+            up_ = nullptr;
+            set_res_state(ResState::none);
+            tried_.assign(pool_->server_count(), false);
+            connect_next();
+            return;
+        }
+        fail_exchange(502, status == UV_EOF ? "upstream closed before the response ended"
+                                            : "upstream connection broken");
+    }
+}
+
+void ClientConn::on_upstream_drained(UpstreamConn&) { update_reading(); }
+
+void ClientConn::on_upstream_write_failed(UpstreamConn&, int status) {
+    SY_TRACE("client %p upstream write failed: %s", static_cast<void*>(this), uv_strerror(status));
+    up_write_failed_ = true;
+    up_reusable_ = false;
+    keep_alive_ = false;
+    // The read side reports what the server did (a response or a close).
+}
+
+// ---------------------------------------------------------------------------------------
+// Response parser callbacks
+
+HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
+    if (head.status == 101) {
+        resp_ = std::move(head);
+        return HttpParser::AfterHead::proceed;  // judged in feed_response, which sees Status::upgrade
+    }
+    if (head.status < 200) {
+        // Interim response (100 Continue, 103 Early Hints): passed on to HTTP/1.1 clients
+        // (RFC 9110 §15.2: never to HTTP/1.0 ones); the final status is still to come.
+        if (!req_.is_http10()) {
+            scratch_.clear();
+            ClientResponseOptions opts;
+            opts.framing = BodyFraming::none;
+            opts.via = worker_.config().forwarding.via;
+            append_client_response_head(scratch_, head, opts);
+            out_.write(scratch_);
+        }
+        return HttpParser::AfterHead::proceed;
+    }
+    uv_timer_stop(&up_timer_);
+    resp_ = std::move(head);
+
+    // How the body goes to the client (RFC 9112 §6.3): kept as received, except that a
+    // close-delimited body is re-chunked for HTTP/1.1 clients so the connection survives.
+    to_client_ = resp_.framing;
+    if (to_client_ == BodyFraming::until_close && !req_.is_http10()) to_client_ = BodyFraming::chunked;
+    keep_alive_ = keep_alive_ && req_.keep_alive && to_client_ != BodyFraming::until_close &&
+                  !worker_.draining() && !client_eof_;
+    up_reusable_ = resp_.keep_alive && resp_.framing != BodyFraming::until_close &&
+                   pool_->config().keepalive > 0 && !up_write_failed_;
+
+    ClientResponseOptions opts;
+    opts.framing = to_client_;
+    opts.close = !keep_alive_;
+    opts.keep_alive_10 = keep_alive_ && req_.is_http10();
+    opts.via = worker_.config().forwarding.via;
+    scratch_.clear();
+    append_client_response_head(scratch_, resp_, opts);
+    out_.write(scratch_);
+    head_sent_ = true;
+    status_sent_ = resp_.status;
+    set_res_state(ResState::body);
+    return HttpParser::AfterHead::proceed;
+}
+
+void ClientConn::on_response_body(std::string_view data) {
+    if (res_state_ != ResState::body) return;
+    if (to_client_ == BodyFraming::chunked) {
+        scratch_.clear();
+        append_chunk_header(scratch_, data.size());
+        out_.write({scratch_, data, kChunkEnd});
+    } else {
+        out_.write(data);
+    }
+    if (out_.queued() >= high_water() && up_ != nullptr) up_->pause_reading();
+}
+
+void ClientConn::on_response_end() {
+    if (res_state_ != ResState::body) return;  // the end of an interim response
+    if (to_client_ == BodyFraming::chunked) out_.write(kLastChunk);
+    set_res_state(ResState::complete);
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing to the client
+
+void ClientConn::on_writer_drained(StreamWriter&) {
+    if (closing_) return;
+    if (closing_after_flush_) {
+        start_linger();
+        return;
+    }
+    if (up_ != nullptr && res_state_ == ResState::body) up_->resume_reading();
+    update_reading();
+}
+
+void ClientConn::on_writer_failed(StreamWriter&, int status) {
+    if (closing_) return;
+    SY_TRACE("client %p write failed: %s", static_cast<void*>(this), uv_strerror(status));
+    if (res_state_ != ResState::none) log_exchange("client_abort");
+    close();
+}
+
+// ---------------------------------------------------------------------------------------
+// Ends of exchanges
+
+void ClientConn::finish_exchange() {
+    bool request_done = req_state_ == ReqState::complete;
+    log_exchange("ok");
+    uv_timer_stop(&up_timer_);
+    if (up_ != nullptr) {
+        UpstreamConn* conn = up_;
+        up_ = nullptr;
+        if (up_reusable_ && request_done) {
+            conn->release();
+        } else {
+            conn->close();
+        }
+    }
+    first_request_ = false;
+    if (!keep_alive_ || !request_done || client_eof_ || worker_.draining()) {
+        close_after_flush();
+        return;
+    }
+    set_res_state(ResState::none);
+    set_req_state(ReqState::idle);
+    route_ = nullptr;
+    req_.method.clear();
+    req_.target.clear();
+    head_sent_ = false;
+    status_sent_ = 0;
+    bytes_in_ = 0;
+    if (req_was_upgrade_) {
+        // The upgrade was not carried out: what follows is HTTP (RFC 9110 §7.8).
+        req_was_upgrade_ = false;
+        req_parser_.resume_after_upgrade();
+    } else {
+        req_parser_.resume();
+    }
+    start_timer(worker_.config().timeouts.keepalive_idle);
+    if (in_pos_ < in_.size()) {
+        set_req_state(ReqState::head);
+        start_timer(worker_.config().timeouts.request_header);
+    }
+    process_input();
+}
+
+void ClientConn::fail_exchange(int status, const char* why) {
+    log_error("%s %s: %s", req_.method.c_str(), req_.target.c_str(), why);
+    uv_timer_stop(&up_timer_);
+    if (up_ != nullptr) {
+        up_->close();
+        up_ = nullptr;
+    }
+    if (head_sent_) {
+        // The client already has part of a response: cutting the connection is the only
+        // honest signal left.
+        log_exchange("upstream_error");
+        close();
+        return;
+    }
+    respond_local(status, false, why);
+}
+
+void ClientConn::respond_local(int status, bool keep_open, const char* why) {
+    SY_TRACE("client %p local %d: %s", static_cast<void*>(this), status, why);
+    g_metrics.responses_proxy_total.fetch_add(1, std::memory_order_relaxed);
+    // The connection can go on only when the request had no body to skip and the parser
+    // stands right after its head.
+    keep_open = keep_open && req_state_ == ReqState::connecting && req_.framing == BodyFraming::none &&
+                req_.keep_alive && !worker_.draining() && !client_eof_;
+    out_.write(make_proxy_response(status, !keep_open));
+    status_sent_ = status;
+    head_sent_ = true;
+    if (!keep_open) {
+        log_exchange("proxy");
+        close_after_flush();
+        return;
+    }
+    // Let the parser reach the end of this (bodiless) request, then go on as usual.
+    keep_alive_ = true;
+    up_reusable_ = false;
+    set_res_state(ResState::complete);
+    set_req_state(ReqState::body);
+    req_parser_.resume();
+    process_input();
+}
+
+void ClientConn::close_after_flush() {
+    if (closing_ || closing_after_flush_) return;
+    closing_after_flush_ = true;
+    uv_timer_stop(&up_timer_);
+    if (up_ != nullptr) {
+        up_->close();
+        up_ = nullptr;
+    }
+    update_reading();
+    if (out_.queued() == 0) start_linger();
+}
+
+// Lingering close: send FIN once the response is out, then read and discard until the
+// client closes (or a short time passes), so that bytes the client had in flight do not
+// turn our close into a reset that destroys the response (RFC 9112 §9.6).
+void ClientConn::start_linger() {
+    if (closing_ || lingering_) return;
+    lingering_ = true;
+    shutdown_req_.data = this;
+    if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &ClientConn::on_shutdown) != 0) {
+        close();
+        return;
+    }
+    start_timer(Millis(2000));
+    update_reading();
+}
+
+void ClientConn::on_shutdown(uv_shutdown_t* req, int status) {
+    auto* self = static_cast<ClientConn*>(req->data);
+    if (status != 0 && !self->closing_) self->close();
+}
+
+void ClientConn::start_timer(Millis timeout) {
+    uv_timer_start(&timer_, &ClientConn::on_timer, static_cast<std::uint64_t>(timeout.count()), 0);
+}
+
+void ClientConn::on_timer(uv_timer_t* timer) {
+    auto* self = static_cast<ClientConn*>(timer->data);
+    if (self->closing_) return;
+    if (self->lingering_) {
+        self->close();
+        return;
+    }
+    if (self->req_state_ == ReqState::head || (self->req_state_ == ReqState::idle && self->first_request_)) {
+        // The head did not arrive in time (timeouts.request_header).
+        self->respond_local(408, false, "request head timeout");
+        return;
+    }
+    if (self->req_state_ == ReqState::idle) self->close();  // keepalive_idle
+}
+
+void ClientConn::begin_drain() {
+    if (closing_) return;
+    if (req_state_ == ReqState::idle && res_state_ == ResState::none) {
+        close();
+        return;
+    }
+    keep_alive_ = false;  // the current response is the last one
+}
+
+void ClientConn::close() {
+    if (closing_) return;
+    closing_ = true;
+    if (up_ != nullptr) {
+        up_->close();
+        up_ = nullptr;
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConn::on_handle_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConn::on_handle_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&up_timer_), &ClientConn::on_handle_closed);
+}
+
+void ClientConn::on_handle_closed(uv_handle_t* handle) {
+    auto* self = static_cast<ClientConn*>(handle->data);
+    if (--self->open_handles_ == 0) delete self;
+}
+
+void ClientConn::log_exchange(const char* outcome) {
+    AccessLog& log = worker_.access_log();
+    std::uint64_t out = out_.bytes_written() - bytes_out_mark_;
+    g_metrics.bytes_to_clients_total.fetch_add(out, std::memory_order_relaxed);
+    bytes_out_mark_ = out_.bytes_written();
+    if (!log.enabled()) return;
+    AccessRecord r;
+    r.client = client_ip_;
+    r.method = req_.method.empty() ? std::string_view("-") : std::string_view(req_.method);
+    r.target = req_.target.empty() ? std::string_view("-") : std::string_view(req_.target);
+    r.http_major = req_.http_major;
+    r.http_minor = req_.http_minor;
+    r.status = status_sent_;
+    r.bytes_in = bytes_in_;
+    r.bytes_out = out;
+    r.duration_ms = worker_.now_ms() - exchange_start_ms_;
+    r.route_line = route_ != nullptr ? route_->line : 0;
+    r.upstream = pool_ != nullptr && route_ != nullptr ? std::string_view(pool_->config().name) : std::string_view("-");
+    r.outcome = outcome;
+    log.write(r);
+}
+
+}  // namespace sy

@@ -1,0 +1,162 @@
+// One client connection: reads requests, routes them, forwards each to an upstream
+// connection and relays the response. An explicit state machine per direction:
+//
+//   request:  idle -> head -> connecting -> body -> complete -> (idle | closed)
+//   response: none -> waiting -> body -> complete -> none
+//
+// An exchange ends when both directions are complete. Requests are served one at a time;
+// pipelined bytes wait unparsed in `in_` until the previous response is complete, so
+// responses always go out in request order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <uv.h>
+
+#include "parser/http_parser.hpp"
+#include "parser/message.hpp"
+#include "proxy/stream_writer.hpp"
+#include "proxy/upstream_conn.hpp"
+#include "routing/config.hpp"
+
+namespace sy {
+
+class UpstreamPool;
+class Worker;
+
+class ClientConn final : private HttpParser::Handler, private WriterOwner, private UpstreamEvents {
+public:
+    explicit ClientConn(Worker& worker);
+    ClientConn(const ClientConn&) = delete;
+    ClientConn& operator=(const ClientConn&) = delete;
+
+    // Accepts the pending connection on `server` and starts reading. On failure the
+    // object closes itself.
+    void accept(uv_stream_t* server);
+    // Shutdown: closes the connection if it is between exchanges; otherwise it closes
+    // after the current response.
+    void begin_drain();
+    // Closes both sides now. Safe to call twice; the object deletes itself once every
+    // handle is closed.
+    void close();
+
+    enum class ReqState { idle, head, connecting, body, complete };
+    enum class ResState { none, waiting, body, complete };
+
+private:
+    ~ClientConn() override;
+
+    // The response parser's handler: forwards to the ClientConn's on_response_* members.
+    struct ResponseHandler final : HttpParser::Handler {
+        explicit ResponseHandler(ClientConn& c) : conn(c) {}
+        HttpParser::AfterHead on_head(MessageHead& head) override { return conn.on_response_head(head); }
+        void on_body(std::string_view data) override { conn.on_response_body(data); }
+        void on_message_end() override { conn.on_response_end(); }
+        ClientConn& conn;
+    };
+
+    // libuv callbacks.
+    static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
+    static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+    static void on_timer(uv_timer_t* timer);
+    static void on_upstream_timer(uv_timer_t* timer);
+    static void on_shutdown(uv_shutdown_t* req, int status);
+    static void on_handle_closed(uv_handle_t* handle);
+
+    // Request parser (HttpParser::Handler).
+    HttpParser::AfterHead on_head(MessageHead& head) override;
+    void on_body(std::string_view data) override;
+    void on_message_end() override;
+
+    // Response parser.
+    HttpParser::AfterHead on_response_head(MessageHead& head);
+    void on_response_body(std::string_view data);
+    void on_response_end();
+
+    // WriterOwner (the client side).
+    void on_writer_drained(StreamWriter& writer) override;
+    void on_writer_failed(StreamWriter& writer, int status) override;
+
+    // UpstreamEvents.
+    void on_upstream_connected(UpstreamConn& conn) override;
+    void on_upstream_connect_failed(UpstreamConn& conn, int status) override;
+    void on_upstream_read(UpstreamConn& conn, const char* data, std::size_t len) override;
+    void on_upstream_closed(UpstreamConn& conn, int status) override;
+    void on_upstream_drained(UpstreamConn& conn) override;
+    void on_upstream_write_failed(UpstreamConn& conn, int status) override;
+
+    // Transitions (the only places that change the states; each traces).
+    void set_req_state(ReqState next);
+    void set_res_state(ResState next);
+
+    void on_client_bytes(const char* data, std::size_t len);
+    void on_client_eof(int status);
+    void process_input();
+    void start_exchange();
+    void connect_next();
+    void on_upstream_ready();
+    void feed_response(const char* data, std::size_t len);
+    void finish_exchange();
+    // The single path for an upstream failure: `status` (502/504) to the client when no
+    // response head was sent yet, otherwise the client connection is cut.
+    void fail_exchange(int status, const char* why);
+    // A response from the proxy itself. `keep_open` only when the request had no body
+    // and the connection can go on.
+    void respond_local(int status, bool keep_open, const char* why);
+    void close_after_flush();
+    void start_linger();
+    void update_reading();
+    void start_timer(Millis timeout);
+    void log_exchange(const char* outcome);
+    std::size_t high_water() const;
+
+    Worker& worker_;
+    uv_tcp_t tcp_{};
+    uv_timer_t timer_{};     // request_header / keepalive_idle / lingering close
+    uv_timer_t up_timer_{};  // upstream_response
+    uv_shutdown_t shutdown_req_{};
+    StreamWriter out_;
+    HttpParser req_parser_;
+    ResponseHandler resp_handler_;
+    HttpParser resp_parser_;
+
+    std::string in_;          // bytes read from the client and not parsed yet, from in_pos_
+    std::size_t in_pos_ = 0;
+    std::string scratch_;     // chunk headers and serialised heads
+
+    ReqState req_state_ = ReqState::idle;
+    ResState res_state_ = ResState::none;
+
+    // The current exchange.
+    MessageHead req_;
+    MessageHead resp_;
+    const RouteConfig* route_ = nullptr;
+    UpstreamPool* pool_ = nullptr;
+    UpstreamConn* up_ = nullptr;
+    std::vector<bool> tried_;
+    BodyFraming to_client_ = BodyFraming::none;
+    int status_sent_ = 0;
+    bool head_sent_ = false;         // a final response head went to the client
+    bool keep_alive_ = true;         // the client connection goes on after this exchange
+    bool up_reusable_ = false;
+    bool up_write_failed_ = false;
+    bool req_was_upgrade_ = false;   // the request parser stopped with Status::upgrade
+    std::uint64_t exchange_start_ms_ = 0;
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t bytes_out_mark_ = 0;
+
+    std::string client_ip_;
+    int open_handles_ = 0;
+    bool reading_ = false;
+    bool first_request_ = true;
+    bool client_eof_ = false;
+    bool in_process_input_ = false;
+    bool closing_after_flush_ = false;
+    bool lingering_ = false;
+    bool closing_ = false;
+};
+
+}  // namespace sy

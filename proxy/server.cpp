@@ -1,0 +1,132 @@
+#include "proxy/server.hpp"
+
+#include <csignal>
+#include <memory>
+#include <vector>
+
+#include <unistd.h>
+#include <uv.h>
+
+#include "proxy/access_log.hpp"
+#include "proxy/admin.hpp"
+#include "proxy/log.hpp"
+#include "proxy/net.hpp"
+#include "proxy/worker.hpp"
+
+namespace sy {
+
+namespace {
+
+struct MainLoop {
+    uv_loop_t loop{};
+    uv_signal_t sigint{};
+    uv_signal_t sigterm{};
+    std::vector<std::unique_ptr<Worker>>* workers = nullptr;
+    AdminServer* admin = nullptr;
+    bool stopping = false;
+};
+
+void on_signal(uv_signal_t* handle, int signum) {
+    auto* main = static_cast<MainLoop*>(handle->data);
+    if (main->stopping) return;
+    main->stopping = true;
+    log_info("%s: draining", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    for (auto& worker : *main->workers) worker->request_drain();
+    // The main loop ends once its own handles are closed; the workers are joined after.
+    uv_close(reinterpret_cast<uv_handle_t*>(&main->sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&main->sigterm), nullptr);
+    if (main->admin != nullptr) main->admin->close();
+}
+
+// One listening socket per (listener, worker). Port 0 is resolved by the first worker's
+// socket, and the other workers bind the same port.
+bool open_listeners(const Config& config, std::vector<std::vector<int>>* fds_per_worker) {
+    fds_per_worker->assign(config.workers, {});
+    bool reuse_port = config.workers > 1;
+    for (const ListenerConfig& listener : config.listen) {
+        std::string error;
+        sockaddr_storage address{};
+        if (!resolve_address(listener.address, &address, &error)) {
+            log_error("listen %s: %s", listener.address.to_string().c_str(), error.c_str());
+            return false;
+        }
+        for (unsigned w = 0; w < config.workers; ++w) {
+            int fd = open_listener(address, reuse_port, &error);
+            if (fd < 0) {
+                log_error("listen %s: %s", listener.address.to_string().c_str(), error.c_str());
+                return false;
+            }
+            if (w == 0) {
+                // Fix the port chosen by the kernel for the remaining workers.
+                sockaddr_storage bound{};
+                socklen_t len = sizeof bound;
+                if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) == 0) address = bound;
+                log_info("listening on %s", local_address(fd).c_str());
+            }
+            (*fds_per_worker)[w].push_back(fd);
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+int run_server(const Config& config) {
+    std::signal(SIGPIPE, SIG_IGN);
+
+    for (const UpstreamConfig& upstream : config.upstreams) {
+        for (const Address& server : upstream.servers) {
+            sockaddr_storage ignored{};
+            std::string error;
+            if (!resolve_address(server, &ignored, &error)) {
+                log_error("upstream %s: %s", upstream.name.c_str(), error.c_str());
+                return 1;
+            }
+        }
+    }
+
+    AccessLog access_log;
+    std::string error;
+    if (!access_log.open(config.access_log, &error)) {
+        log_error("%s", error.c_str());
+        return 1;
+    }
+
+    std::vector<std::vector<int>> fds;
+    if (!open_listeners(config, &fds)) return 1;
+
+    MainLoop main;
+    uv_loop_init(&main.loop);
+    std::unique_ptr<AdminServer> admin;
+    if (config.admin) {
+        admin = std::make_unique<AdminServer>(&main.loop, *config.admin);
+        if (!admin->start(&error)) {
+            log_error("%s", error.c_str());
+            return 1;
+        }
+        main.admin = admin.get();
+    }
+
+    std::vector<std::unique_ptr<Worker>> workers;
+    for (unsigned w = 0; w < config.workers; ++w) {
+        workers.push_back(std::make_unique<Worker>(config, w, std::move(fds[w]), access_log));
+    }
+    main.workers = &workers;
+    uv_signal_init(&main.loop, &main.sigint);
+    uv_signal_init(&main.loop, &main.sigterm);
+    main.sigint.data = &main;
+    main.sigterm.data = &main;
+    uv_signal_start(&main.sigint, &on_signal, SIGINT);
+    uv_signal_start(&main.sigterm, &on_signal, SIGTERM);
+
+    for (auto& worker : workers) worker->start();
+    // Returns once the signal handles and the admin listener are closed and the admin
+    // connections in progress have answered.
+    uv_run(&main.loop, UV_RUN_DEFAULT);
+    for (auto& worker : workers) worker->join();
+    uv_loop_close(&main.loop);
+    log_info("stopped");
+    return 0;
+}
+
+}  // namespace sy

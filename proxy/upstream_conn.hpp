@@ -1,0 +1,81 @@
+// One TCP connection to a backend server. It is either busy (attached to the client
+// connection whose exchange it carries, which receives its events) or idle in its pool.
+// It owns its handles and deletes itself once both are closed.
+#pragma once
+
+#include <cstddef>
+
+#include <uv.h>
+
+#include "proxy/stream_writer.hpp"
+
+namespace sy {
+
+class UpstreamConn;
+class UpstreamPool;
+
+// Implemented by whoever uses a busy upstream connection.
+class UpstreamEvents {
+public:
+    virtual ~UpstreamEvents() = default;
+    virtual void on_upstream_connected(UpstreamConn& conn) = 0;
+    // The connection attempt failed (refused, unreachable, timed out: UV_ETIMEDOUT).
+    virtual void on_upstream_connect_failed(UpstreamConn& conn, int status) = 0;
+    virtual void on_upstream_read(UpstreamConn& conn, const char* data, std::size_t len) = 0;
+    // The server closed (UV_EOF) or the connection broke (another negative status).
+    virtual void on_upstream_closed(UpstreamConn& conn, int status) = 0;
+    virtual void on_upstream_drained(UpstreamConn& conn) = 0;
+    virtual void on_upstream_write_failed(UpstreamConn& conn, int status) = 0;
+};
+
+class UpstreamConn final : private WriterOwner {
+public:
+    UpstreamConn(UpstreamPool& pool, std::size_t server);
+
+    // Starts connecting; `events` gets on_upstream_connected or on_upstream_connect_failed.
+    void connect(UpstreamEvents& events);
+    // Takes an idle connection out of the pool for `events`.
+    void attach(UpstreamEvents& events);
+    // The exchange ended cleanly and the connection may carry another one: back to the pool.
+    void release();
+    // Closes the connection; no more events. Safe to call twice.
+    void close();
+
+    StreamWriter& writer() { return writer_; }
+    void pause_reading();
+    void resume_reading();
+    std::size_t server() const { return server_; }
+    bool reused() const { return reused_; }
+    bool idle() const { return events_ == nullptr; }
+    // Hands the socket over (tunnel): stops reading; the caller owns further I/O on stream().
+    uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+
+private:
+    friend class UpstreamPool;
+    ~UpstreamConn() override = default;
+
+    static void on_connect(uv_connect_t* req, int status);
+    static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
+    static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+    static void on_timer(uv_timer_t* timer);
+    static void on_handle_closed(uv_handle_t* handle);
+
+    void on_writer_drained(StreamWriter& writer) override;
+    void on_writer_failed(StreamWriter& writer, int status) override;
+    void start_reading();
+
+    UpstreamPool& pool_;
+    std::size_t server_;
+    UpstreamEvents* events_ = nullptr;
+    uv_tcp_t tcp_{};
+    uv_timer_t timer_{};  // connect timeout while connecting, idle timeout while pooled
+    uv_connect_t connect_req_{};
+    StreamWriter writer_;
+    int open_handles_ = 0;
+    bool connecting_ = false;
+    bool reading_ = false;
+    bool reused_ = false;
+    bool closing_ = false;
+};
+
+}  // namespace sy

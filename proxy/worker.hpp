@@ -1,0 +1,81 @@
+// A worker: one event-loop thread with its listeners (sharing the port with the other
+// workers through SO_REUSEPORT), its client connections and its upstream pools.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <uv.h>
+
+#include "routing/config.hpp"
+
+namespace sy {
+
+class AccessLog;
+class ClientConn;
+class UpstreamPool;
+
+class Worker {
+public:
+    // `listen_fds`: bound, listening sockets, one per configured listener (owned from now on).
+    Worker(const Config& config, unsigned id, std::vector<int> listen_fds, AccessLog& access_log);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    void start();  // runs the loop on a new thread
+    void join();
+    // Thread-safe: stop accepting, let in-flight exchanges finish, close everything by
+    // timeouts.shutdown_drain.
+    void request_drain();
+
+    uv_loop_t* loop() { return &loop_; }
+    const Config& config() const { return config_; }
+    unsigned id() const { return id_; }
+    AccessLog& access_log() { return access_log_; }
+    UpstreamPool& pool(std::size_t upstream_index) { return *pools_[upstream_index]; }
+    bool draining() const { return draining_; }
+
+    // The loop's shared read buffer: every read callback consumes its bytes before
+    // returning, so one buffer serves every connection of the loop and an idle connection
+    // holds none.
+    static constexpr std::size_t kReadBufferSize = 64 * 1024;
+    char* read_buffer() { return read_buffer_.get(); }
+
+    // Connection registry (for drain and the connection limit).
+    void add_client(ClientConn* conn);
+    void remove_client(ClientConn* conn);
+
+    // Milliseconds from the loop's clock.
+    std::uint64_t now_ms() { return uv_now(&loop_); }
+
+private:
+    struct Listener {
+        uv_tcp_t tcp{};
+        Worker* worker = nullptr;
+    };
+    static void on_connection(uv_stream_t* server, int status);
+    static void on_drain_async(uv_async_t* async);
+    static void on_drain_deadline(uv_timer_t* timer);
+    void run();
+    void begin_drain();
+    void maybe_finish();
+
+    const Config& config_;
+    unsigned id_;
+    AccessLog& access_log_;
+    uv_loop_t loop_{};
+    uv_async_t drain_async_{};
+    uv_timer_t drain_timer_{};
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::vector<std::unique_ptr<UpstreamPool>> pools_;
+    std::vector<ClientConn*> clients_;
+    std::unique_ptr<char[]> read_buffer_;
+    std::thread thread_;
+    bool draining_ = false;
+    bool finished_ = false;
+};
+
+}  // namespace sy
