@@ -87,9 +87,19 @@ public:
     void reset();
 
 private:
-    // Implementation detail, defined in http_parser.cpp.
+    // The llhttp callbacks, defined in http_parser.cpp; they reach `this` through
+    // llhttp_t::data.
     struct Callbacks;
     friend struct Callbacks;
+
+    // Scans raw head bytes for what llhttp does not report (obs-fold, head size) and
+    // returns the offset of the first offending byte, or `len` when there is none.
+    std::size_t scan_head(const char* data, std::size_t len);
+    void restart_head_scan();
+    // Checks the CRLF after chunk data from `p` up to feed_end_; false on a mismatch.
+    bool check_chunk_crlf(const char* p);
+    void start_llhttp();
+    Result fail(ParseError error, const char* reason, std::size_t consumed);
 
     Kind kind_;
     Handler& handler_;
@@ -97,15 +107,36 @@ private:
     llhttp_t parser_{};
     llhttp_settings_t settings_{};
     MessageHead head_;
-    // Parse state owned by the implementation (head byte counting, field assembly, ...).
+
+    // Raw head scan (scan_head): runs ahead of llhttp over the head bytes only.
+    bool scanning_head_ = true;
     std::size_t head_bytes_ = 0;
-    bool in_head_ = false;
+    bool start_line_seen_ = false;  // a byte other than CR/LF began the start line
+    bool in_start_line_ = true;
+    std::size_t line_length_ = 0;   // bytes of the current line, CR not counted
+    ParseError scan_error_ = ParseError::none;
+    const char* scan_reason_ = "";
+
+    // Message state, as seen from llhttp's callbacks.
     bool in_message_ = false;
-    bool at_line_start_ = false;
-    bool last_was_value_ = false;
+    bool head_complete_ = false;
+    bool in_field_name_ = false;
+    std::size_t trailer_bytes_ = 0;
+    int status_ = 0;
+    BodyFraming framing_ = BodyFraming::none;
     bool response_to_head_ = false;
-    bool paused_by_us_ = false;
-    ParseError pending_error_ = ParseError::none;
+    bool upgrade_by_pause_ = false;  // a 101 without llhttp's upgrade flag stopped the parse
+    bool finishing_ = false;
+    bool finished_ = false;
+
+    // Chunk data must be followed by CRLF; llhttp 8.1 skips any two bytes there.
+    std::size_t chunk_crlf_left_ = 0;
+    const char* feed_end_ = nullptr;
+
+    bool dead_ = false;
+    ParseError error_ = ParseError::none;
+    const char* error_reason_ = "";
+    ParseError pending_error_ = ParseError::none;  // set by a callback that failed
     const char* pending_reason_ = "";
 };
 

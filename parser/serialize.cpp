@@ -1,0 +1,250 @@
+// Re-serialisation of heads toward the other side of the proxy (RFC 9112 §3, §4),
+// hop-by-hop field handling (RFC 9110 §7.6.1) and the proxy's own small responses.
+#include "parser/serialize.hpp"
+
+#include <array>
+#include <charconv>
+#include <optional>
+
+#include "parser/tokens.hpp"
+
+namespace sy {
+namespace {
+
+constexpr std::string_view kViaToken = "1.1 switchyard";
+
+constexpr std::array<std::string_view, 8> kHopByHop = {
+    "connection", "keep-alive",       "proxy-connection",    "te",
+    "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization",
+};
+
+void append_number(std::string& out, unsigned long long n, int base = 10) {
+    char buf[24];
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n, base);
+    (void)ec;  // 24 bytes always hold a 64-bit number
+    out.append(buf, end);
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+    out.append(name);
+    out.append(": ");
+    out.append(value);
+    out.append("\r\n");
+}
+
+// A field whose value gets `suffix` appended as one more list element.
+void append_field_with_element(std::string& out, const HeaderField& field,
+                               std::string_view suffix) {
+    out.append(field.name);
+    out.append(": ");
+    if (!trim_ows(field.value).empty()) {
+        out.append(field.value);
+        out.append(", ");
+    }
+    out.append(suffix);
+    out.append("\r\n");
+}
+
+// Index of the last forwarded field named `name`, if any.
+std::optional<std::size_t> last_forwarded(const HeaderList& headers,
+                                          const std::vector<std::string>& conn_tokens,
+                                          std::string_view name) {
+    std::optional<std::size_t> found;
+    for (std::size_t i = 0; i < headers.size(); ++i) {
+        if (iequals(headers[i].name, name) && !is_hop_by_hop(headers[i], conn_tokens)) found = i;
+    }
+    return found;
+}
+
+bool status_has_no_body(int status) {
+    return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+void append_status_line(std::string& out, int status, std::string_view reason) {
+    out.append("HTTP/1.1 ");
+    append_number(out, static_cast<unsigned long long>(status < 0 ? 0 : status));
+    out.push_back(' ');
+    out.append(reason.empty() ? reason_phrase(status) : reason);
+    out.append("\r\n");
+}
+
+}  // namespace
+
+std::vector<std::string> connection_tokens(const HeaderList& headers) {
+    std::vector<std::string> tokens;
+    for (std::string_view element : collect_list(headers, "Connection")) {
+        tokens.push_back(to_lower(element));
+    }
+    return tokens;
+}
+
+bool is_hop_by_hop(const HeaderField& field, const std::vector<std::string>& conn_tokens) {
+    for (std::string_view name : kHopByHop) {
+        if (iequals(field.name, name)) return true;
+    }
+    for (const std::string& token : conn_tokens) {
+        if (iequals(field.name, token)) return true;
+    }
+    return false;
+}
+
+void append_upstream_request_head(std::string& out, const MessageHead& req,
+                                  const ForwardingOptions& fwd, const HeaderList& extra,
+                                  bool connection_close) {
+    out.append(req.method);
+    out.push_back(' ');
+    out.append(req.target);
+    out.append(" HTTP/1.1\r\n");
+
+    const std::vector<std::string> conn_tokens = connection_tokens(req.headers);
+    const bool add_xff = fwd.x_forwarded_for && !fwd.client_address.empty();
+    const std::optional<std::size_t> last_xff =
+        add_xff ? last_forwarded(req.headers, conn_tokens, "X-Forwarded-For") : std::nullopt;
+    const std::optional<std::size_t> last_via =
+        fwd.via ? last_forwarded(req.headers, conn_tokens, "Via") : std::nullopt;
+
+    for (std::size_t i = 0; i < req.headers.size(); ++i) {
+        const HeaderField& field = req.headers[i];
+        if (is_hop_by_hop(field, conn_tokens)) continue;
+        if (fwd.x_forwarded_proto && iequals(field.name, "X-Forwarded-Proto")) continue;
+        if (i == last_xff) {
+            append_field_with_element(out, field, fwd.client_address);
+        } else if (i == last_via) {
+            append_field_with_element(out, field, kViaToken);
+        } else {
+            append_field(out, field.name, field.value);
+        }
+    }
+
+    if (add_xff && !last_xff) append_field(out, "X-Forwarded-For", fwd.client_address);
+    if (fwd.x_forwarded_proto) append_field(out, "X-Forwarded-Proto", fwd.proto);
+    if (fwd.via && !last_via) append_field(out, "Via", kViaToken);
+    for (const HeaderField& field : extra) append_field(out, field.name, field.value);
+    if (req.framing == BodyFraming::chunked) append_field(out, "Transfer-Encoding", "chunked");
+    if (connection_close) append_field(out, "Connection", "close");
+    out.append("\r\n");
+}
+
+void append_client_response_head(std::string& out, const MessageHead& resp,
+                                 const ClientResponseOptions& opts, const HeaderList& extra) {
+    append_status_line(out, resp.status, resp.reason);
+
+    const std::vector<std::string> conn_tokens = connection_tokens(resp.headers);
+    const std::optional<std::size_t> last_via =
+        opts.via ? last_forwarded(resp.headers, conn_tokens, "Via") : std::nullopt;
+    const bool chunked = opts.framing == BodyFraming::chunked;
+
+    for (std::size_t i = 0; i < resp.headers.size(); ++i) {
+        const HeaderField& field = resp.headers[i];
+        if (is_hop_by_hop(field, conn_tokens)) continue;
+        if (chunked && iequals(field.name, "Content-Length")) continue;
+        if (i == last_via) {
+            append_field_with_element(out, field, kViaToken);
+        } else {
+            append_field(out, field.name, field.value);
+        }
+    }
+
+    if (opts.via && !last_via) append_field(out, "Via", kViaToken);
+    for (const HeaderField& field : extra) append_field(out, field.name, field.value);
+    if (chunked) append_field(out, "Transfer-Encoding", "chunked");
+    if (opts.close) {
+        append_field(out, "Connection", "close");
+    } else if (opts.keep_alive_10) {
+        append_field(out, "Connection", "keep-alive");
+    }
+    out.append("\r\n");
+}
+
+void append_chunk_header(std::string& out, std::size_t size) {
+    append_number(out, size, 16);
+    out.append("\r\n");
+}
+
+std::string_view reason_phrase(int status) {
+    switch (status) {
+        case 100: return "Continue";
+        case 101: return "Switching Protocols";
+        case 102: return "Processing";
+        case 103: return "Early Hints";
+        case 200: return "OK";
+        case 201: return "Created";
+        case 202: return "Accepted";
+        case 203: return "Non-Authoritative Information";
+        case 204: return "No Content";
+        case 205: return "Reset Content";
+        case 206: return "Partial Content";
+        case 300: return "Multiple Choices";
+        case 301: return "Moved Permanently";
+        case 302: return "Found";
+        case 303: return "See Other";
+        case 304: return "Not Modified";
+        case 305: return "Use Proxy";
+        case 307: return "Temporary Redirect";
+        case 308: return "Permanent Redirect";
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 402: return "Payment Required";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 406: return "Not Acceptable";
+        case 407: return "Proxy Authentication Required";
+        case 408: return "Request Timeout";
+        case 409: return "Conflict";
+        case 410: return "Gone";
+        case 411: return "Length Required";
+        case 412: return "Precondition Failed";
+        case 413: return "Content Too Large";
+        case 414: return "URI Too Long";
+        case 415: return "Unsupported Media Type";
+        case 416: return "Range Not Satisfiable";
+        case 417: return "Expectation Failed";
+        case 421: return "Misdirected Request";
+        case 422: return "Unprocessable Content";
+        case 425: return "Too Early";
+        case 426: return "Upgrade Required";
+        case 428: return "Precondition Required";
+        case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
+        case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        case 505: return "HTTP Version Not Supported";
+        default: return "Unknown";
+    }
+}
+
+// 1xx, 204 and 304 cannot carry content (RFC 9110 §6.4.1), nor a Content-Length for
+// 1xx/204 (§8.6): such responses get neither a body nor the body's fields.
+std::string make_proxy_response(int status, bool close, const HeaderList& extra,
+                                std::string_view body) {
+    const std::string_view reason = reason_phrase(status);
+    std::string default_body;
+    const bool has_body = !status_has_no_body(status);
+    if (has_body && body.empty()) {
+        append_number(default_body, static_cast<unsigned long long>(status < 0 ? 0 : status));
+        default_body.push_back(' ');
+        default_body.append(reason);
+        default_body.push_back('\n');
+        body = default_body;
+    }
+
+    std::string out;
+    append_status_line(out, status, reason);
+    if (has_body) {
+        append_field(out, "Content-Type", "text/plain; charset=utf-8");
+        out.append("Content-Length: ");
+        append_number(out, body.size());
+        out.append("\r\n");
+    }
+    for (const HeaderField& field : extra) append_field(out, field.name, field.value);
+    if (close) append_field(out, "Connection", "close");
+    out.append("\r\n");
+    if (has_body) out.append(body);
+    return out;
+}
+
+}  // namespace sy

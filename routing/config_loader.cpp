@@ -1,0 +1,617 @@
+// Validation of the configuration file (../shared/design/config.md) into sy::Config.
+// Every section reader reports what it finds wrong and goes on, so that one run shows
+// every error in the file.
+#include "routing/config_loader.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "routing/yaml_reader.hpp"
+
+namespace sy {
+
+using config_detail::Entry;
+using config_detail::Fields;
+using config_detail::Reader;
+
+namespace {
+
+constexpr unsigned kMaxWorkers = 1024;
+
+// RFC 9110 §5.6.2 tchar.
+bool is_token_char(char c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+        return true;
+    }
+    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool is_token(std::string_view text) {
+    return !text.empty() && std::all_of(text.begin(), text.end(), is_token_char);
+}
+
+// "name" or "name/version", both tokens (RFC 9110 §7.8 protocol).
+bool is_protocol(std::string_view text) {
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) {
+        return is_token(text);
+    }
+    return is_token(text.substr(0, slash)) && is_token(text.substr(slash + 1));
+}
+
+std::string lower_case(std::string_view text) {
+    std::string out(text);
+    for (char& c : out) {
+        if (c >= 'A' && c <= 'Z') {
+            c = static_cast<char>(c - 'A' + 'a');
+        }
+    }
+    return out;
+}
+
+// An exact host name (letters, digits, '-', '_', non-empty dot-separated labels), an IPv6
+// literal in brackets, or "*." followed by a name. Already lower-cased.
+bool is_host_pattern(std::string_view pattern) {
+    if (pattern.size() > 2 && pattern.front() == '[' && pattern.back() == ']') {
+        const std::string_view inside = pattern.substr(1, pattern.size() - 2);
+        return std::all_of(inside.begin(), inside.end(), [](char c) {
+            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == ':' || c == '.';
+        });
+    }
+    if (pattern.starts_with("*.")) {
+        pattern.remove_prefix(2);
+    }
+    if (pattern.empty() || pattern.front() == '.' || pattern.back() == '.' ||
+        pattern.find("..") != std::string_view::npos) {
+        return false;
+    }
+    return std::all_of(pattern.begin(), pattern.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+    });
+}
+
+std::string quoted(std::string_view text) {
+    return "'" + std::string(text) + "'";
+}
+
+// Reads one section into `config`. Each takes the section's entry in its parent map.
+class ConfigReader {
+public:
+    explicit ConfigReader(Reader& reader) : r_(reader) {}
+
+    void read_root(const YAML::Node& root, Config& config);
+
+private:
+    void read_listen(const Entry& entry, Config& config);
+    void read_workers(const Entry& entry, Config& config);
+    void read_upstreams(const Entry& entry, Config& config);
+    void read_upstream(const Entry& entry, UpstreamConfig& upstream);
+    void read_health(const Entry& entry, HealthConfig& health);
+    void read_routes(const Entry& entry, Config& config);
+    void read_route(const Entry& entry, RouteConfig& route);
+    void read_match(const Entry& entry, RouteMatch& match);
+    void read_upgrade(const Entry& entry, UpgradeConfig& upgrade);
+    void read_timeouts(const Entry& entry, Timeouts& timeouts);
+    void read_limits(const Entry& entry, Limits& limits);
+    void read_tunnel(const Entry& entry, TunnelConfig& tunnel);
+    void read_forwarding(const Entry& entry, ForwardingConfig& forwarding);
+    void read_admin(const Entry& entry, Config& config);
+    void read_access_log(const Entry& entry, AccessLogConfig& access_log);
+    void resolve_upstreams(Config& config);
+
+    Reader& r_;
+    bool upstreams_read_ = false;          // the upstreams section was a map
+    std::vector<YAML::Mark> route_upstream_marks_;  // per route, where `upstream` is
+};
+
+void ConfigReader::read_root(const YAML::Node& root, Config& config) {
+    if (!root.IsMap()) {
+        r_.error(root.Mark(), "expected a map at the top level (with listen, upstreams and routes), got " +
+                                  config_detail::describe(root));
+        return;
+    }
+    const Fields fields =
+        r_.fields(root, {"listen", "workers", "upstreams", "routes", "timeouts", "limits", "tunnel",
+                         "forwarding", "admin", "access_log"});
+    if (const Entry* e = r_.required(fields, root, "listen")) {
+        read_listen(*e, config);
+    }
+    if (const Entry* e = fields.find("workers")) {
+        read_workers(*e, config);
+    }
+    if (const Entry* e = r_.required(fields, root, "upstreams")) {
+        read_upstreams(*e, config);
+    }
+    if (const Entry* e = r_.required(fields, root, "routes")) {
+        read_routes(*e, config);
+    }
+    if (const Entry* e = fields.find("timeouts")) {
+        read_timeouts(*e, config.timeouts);
+    }
+    if (const Entry* e = fields.find("limits")) {
+        read_limits(*e, config.limits);
+    }
+    if (const Entry* e = fields.find("tunnel")) {
+        read_tunnel(*e, config.tunnel);
+    }
+    if (const Entry* e = fields.find("forwarding")) {
+        read_forwarding(*e, config.forwarding);
+    }
+    if (const Entry* e = fields.find("admin")) {
+        read_admin(*e, config);
+    }
+    if (const Entry* e = fields.find("access_log")) {
+        read_access_log(*e, config.access_log);
+    }
+    resolve_upstreams(config);
+}
+
+void ConfigReader::read_listen(const Entry& entry, Config& config) {
+    if (!r_.expect_list(entry)) {
+        return;
+    }
+    if (entry.value.size() == 0) {
+        r_.error(entry.value_mark(), "'listen' needs at least one listener");
+        return;
+    }
+    for (const Entry& item : r_.items(entry)) {
+        if (!r_.expect_map(item)) {
+            continue;
+        }
+        const Fields fields = r_.fields(item.value, {"address", "tls"});
+        if (const Entry* tls = fields.find("tls")) {
+            r_.error(tls->key_node.Mark(), "TLS is not supported yet");
+        }
+        const Entry* address_entry = r_.required(fields, item.value, "address");
+        if (address_entry == nullptr) {
+            continue;
+        }
+        if (auto address = r_.address(*address_entry)) {
+            const bool duplicate =
+                std::any_of(config.listen.begin(), config.listen.end(), [&](const ListenerConfig& seen) {
+                    return seen.address.host == address->host && seen.address.port == address->port;
+                });
+            if (duplicate && address->port != 0) {
+                r_.error(address_entry->value_mark(),
+                         "duplicate listen address " + quoted(address->to_string()));
+                continue;
+            }
+            config.listen.push_back(ListenerConfig{std::move(*address)});
+        }
+    }
+}
+
+void ConfigReader::read_workers(const Entry& entry, Config& config) {
+    const auto text = r_.scalar(entry);
+    if (!text) {
+        return;
+    }
+    if (*text == "auto") {
+        config.workers = std::max(1U, std::thread::hardware_concurrency());
+        return;
+    }
+    const bool digits = !text->empty() && text->size() <= 4 &&
+                        std::all_of(text->begin(), text->end(), [](char c) { return c >= '0' && c <= '9'; });
+    const unsigned value = digits ? static_cast<unsigned>(std::stoul(*text)) : 0;
+    if (value >= 1 && value <= kMaxWorkers) {
+        config.workers = value;
+        return;
+    }
+    r_.error(entry.value_mark(), "invalid value " + quoted(*text) +
+                                     " for 'workers' (expected \"auto\" or an integer from 1 to " +
+                                     std::to_string(kMaxWorkers) + ")");
+}
+
+void ConfigReader::read_upstreams(const Entry& entry, Config& config) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    upstreams_read_ = true;
+    if (entry.value.size() == 0) {
+        r_.error(entry.value_mark(), "'upstreams' needs at least one upstream");
+        return;
+    }
+    for (const Entry& item : r_.entries(entry.value)) {
+        UpstreamConfig upstream;
+        upstream.name = item.key;
+        if (upstream.name.empty()) {
+            r_.error(item.key_node.Mark(), "an upstream needs a name");
+        }
+        read_upstream(item, upstream);
+        config.upstreams.push_back(std::move(upstream));
+    }
+}
+
+void ConfigReader::read_upstream(const Entry& entry, UpstreamConfig& upstream) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"servers", "balance", "keepalive", "health"});
+    const Entry* servers = fields.find("servers");
+    if (servers == nullptr) {
+        r_.error(entry.value_mark(), "upstream " + quoted(upstream.name) + " has no servers");
+    } else if (r_.expect_list(*servers)) {
+        if (servers->value.size() == 0) {
+            r_.error(servers->value_mark(), "upstream " + quoted(upstream.name) + " has no servers");
+        }
+        for (const Entry& item : r_.items(*servers)) {
+            if (auto address = r_.address(item)) {
+                upstream.servers.push_back(std::move(*address));
+            }
+        }
+    }
+    if (const Entry* e = fields.find("balance")) {
+        if (auto index = r_.choice(*e, {"round_robin", "least_conn"})) {
+            upstream.balance = *index == 0 ? Balance::round_robin : Balance::least_conn;
+        }
+    }
+    if (const Entry* e = fields.find("keepalive")) {
+        if (auto value = r_.integer(*e, 0, UINT32_MAX)) {
+            upstream.keepalive = static_cast<std::uint32_t>(*value);
+        }
+    }
+    if (const Entry* e = fields.find("health")) {
+        read_health(*e, upstream.health);
+    }
+}
+
+void ConfigReader::read_health(const Entry& entry, HealthConfig& health) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"max_fails", "cooldown", "check"});
+    if (const Entry* e = fields.find("max_fails")) {
+        if (auto value = r_.integer(*e, 1, UINT32_MAX)) {
+            health.max_fails = static_cast<std::uint32_t>(*value);
+        }
+    }
+    if (const Entry* e = fields.find("cooldown")) {
+        if (auto value = r_.duration(*e, /*allow_zero=*/true)) {
+            health.cooldown = *value;
+        }
+    }
+    const Entry* check_entry = fields.find("check");
+    if (check_entry == nullptr || !r_.expect_map(*check_entry)) {
+        return;
+    }
+    HealthCheck check;
+    const Fields check_fields = r_.fields(check_entry->value, {"path", "interval"});
+    if (const Entry* e = check_fields.find("path")) {
+        if (auto path = r_.scalar(*e)) {
+            if (path->starts_with('/')) {
+                check.path = std::move(*path);
+            } else {
+                r_.error(e->value_mark(), "'path' must start with '/', got " + quoted(*path));
+            }
+        }
+    }
+    if (const Entry* e = check_fields.find("interval")) {
+        if (auto value = r_.duration(*e)) {
+            check.interval = *value;
+        }
+    }
+    health.check = std::move(check);
+}
+
+void ConfigReader::read_routes(const Entry& entry, Config& config) {
+    if (!r_.expect_list(entry)) {
+        return;
+    }
+    if (entry.value.size() == 0) {
+        r_.error(entry.value_mark(), "'routes' needs at least one route");
+        return;
+    }
+    for (const Entry& item : r_.items(entry)) {
+        if (!r_.expect_map(item)) {
+            continue;
+        }
+        RouteConfig route;
+        route.line = item.value.Mark().line + 1;
+        read_route(item, route);
+        config.routes.push_back(std::move(route));
+    }
+}
+
+void ConfigReader::read_route(const Entry& entry, RouteConfig& route) {
+    const Fields fields = r_.fields(entry.value, {"match", "upstream", "upgrade"});
+    if (const Entry* e = fields.find("match")) {
+        read_match(*e, route.match);
+    }
+    YAML::Mark upstream_mark = YAML::Mark::null_mark();
+    if (const Entry* e = r_.required(fields, entry.value, "upstream")) {
+        if (auto name = r_.scalar(*e)) {
+            route.upstream = std::move(*name);
+            upstream_mark = e->value_mark();
+        }
+    }
+    route_upstream_marks_.push_back(upstream_mark);
+    if (const Entry* e = fields.find("upgrade")) {
+        read_upgrade(*e, route.upgrade);
+    }
+}
+
+void ConfigReader::read_match(const Entry& entry, RouteMatch& match) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"host", "path_prefix", "upgrade"});
+    if (const Entry* e = fields.find("host")) {
+        if (auto host = r_.scalar(*e)) {
+            std::string pattern = lower_case(*host);
+            if (is_host_pattern(pattern)) {
+                match.host = std::move(pattern);
+            } else {
+                r_.error(e->value_mark(),
+                         "invalid host " + quoted(*host) +
+                             " (expected a name like example.com or a wildcard like \"*.example.com\", "
+                             "without a port)");
+            }
+        }
+    }
+    if (const Entry* e = fields.find("path_prefix")) {
+        if (auto prefix = r_.scalar(*e)) {
+            if (prefix->starts_with('/')) {
+                match.path_prefix = std::move(*prefix);
+            } else {
+                r_.error(e->value_mark(), "'path_prefix' must start with '/', got " + quoted(*prefix));
+            }
+        }
+    }
+    if (const Entry* e = fields.find("upgrade")) {
+        if (auto protocol = r_.scalar(*e)) {
+            if (*protocol != "*" && is_protocol(*protocol)) {  // "*" is a token, but not here
+                match.upgrade = std::move(*protocol);
+            } else {
+                r_.error(e->value_mark(), "invalid protocol " + quoted(*protocol) +
+                                              " (expected a name like websocket, or name/version)");
+            }
+        }
+    }
+}
+
+void ConfigReader::read_upgrade(const Entry& entry, UpgradeConfig& upgrade) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"allow", "on_disallowed", "require"});
+    if (const Entry* e = fields.find("allow"); e != nullptr && r_.expect_list(*e)) {
+        for (const Entry& item : r_.items(*e)) {
+            auto protocol = r_.scalar(item);
+            if (!protocol) {
+                continue;
+            }
+            if (*protocol == "*" || is_protocol(*protocol)) {
+                upgrade.allow.push_back(std::move(*protocol));
+            } else {
+                r_.error(item.value_mark(),
+                         "invalid protocol " + quoted(*protocol) +
+                             " (expected \"*\", a name like websocket, or name/version)");
+            }
+        }
+    }
+    if (const Entry* e = fields.find("on_disallowed")) {
+        if (auto index = r_.choice(*e, {"strip", "reject"})) {
+            upgrade.on_disallowed = *index == 0 ? OnDisallowed::strip : OnDisallowed::reject;
+        }
+    }
+    if (const Entry* e = fields.find("require")) {
+        if (auto value = r_.boolean(*e)) {
+            upgrade.require = *value;
+        }
+    }
+}
+
+void ConfigReader::read_timeouts(const Entry& entry, Timeouts& timeouts) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"request_header", "keepalive_idle", "upstream_connect",
+                                                  "upstream_response", "tunnel_idle", "shutdown_drain"});
+    const std::pair<std::string_view, Millis*> targets[] = {
+        {"request_header", &timeouts.request_header},
+        {"keepalive_idle", &timeouts.keepalive_idle},
+        {"upstream_connect", &timeouts.upstream_connect},
+        {"upstream_response", &timeouts.upstream_response},
+        {"tunnel_idle", &timeouts.tunnel_idle},
+        {"shutdown_drain", &timeouts.shutdown_drain},
+    };
+    for (const auto& [key, target] : targets) {
+        if (const Entry* e = fields.find(key)) {
+            if (auto value = r_.duration(*e)) {
+                *target = *value;
+            }
+        }
+    }
+}
+
+void ConfigReader::read_limits(const Entry& entry, Limits& limits) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"max_connections", "max_header_bytes", "max_headers"});
+    if (const Entry* e = fields.find("max_connections")) {
+        if (auto value = r_.integer(*e, 1, UINT32_MAX)) {
+            limits.max_connections = static_cast<std::uint32_t>(*value);
+        }
+    }
+    if (const Entry* e = fields.find("max_header_bytes")) {
+        if (auto value = r_.size(*e, 1, "1 byte")) {
+            limits.max_header_bytes = *value;
+        }
+    }
+    if (const Entry* e = fields.find("max_headers")) {
+        if (auto value = r_.integer(*e, 1, UINT32_MAX)) {
+            limits.max_headers = static_cast<std::size_t>(*value);
+        }
+    }
+}
+
+void ConfigReader::read_tunnel(const Entry& entry, TunnelConfig& tunnel) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"buffer", "splice"});
+    if (const Entry* e = fields.find("buffer")) {
+        if (auto value = r_.size(*e, 1024, "1KiB")) {
+            tunnel.buffer = *value;
+        }
+    }
+    if (const Entry* e = fields.find("splice")) {
+        if (auto index = r_.choice(*e, {"auto", "off"})) {
+            tunnel.splice = *index == 0;
+        }
+    }
+}
+
+void ConfigReader::read_forwarding(const Entry& entry, ForwardingConfig& forwarding) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"x_forwarded_for", "x_forwarded_proto", "via"});
+    const std::pair<std::string_view, bool*> targets[] = {
+        {"x_forwarded_for", &forwarding.x_forwarded_for},
+        {"x_forwarded_proto", &forwarding.x_forwarded_proto},
+        {"via", &forwarding.via},
+    };
+    for (const auto& [key, target] : targets) {
+        if (const Entry* e = fields.find(key)) {
+            if (auto value = r_.boolean(*e)) {
+                *target = *value;
+            }
+        }
+    }
+}
+
+void ConfigReader::read_admin(const Entry& entry, Config& config) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"address"});
+    if (const Entry* e = r_.required(fields, entry.value, "address")) {
+        if (auto address = r_.address(*e)) {
+            config.admin = AdminConfig{std::move(*address)};
+        }
+    }
+}
+
+void ConfigReader::read_access_log(const Entry& entry, AccessLogConfig& access_log) {
+    if (!r_.expect_map(entry)) {
+        return;
+    }
+    const Fields fields = r_.fields(entry.value, {"path"});
+    if (const Entry* e = fields.find("path")) {
+        if (auto path = r_.scalar(*e)) {
+            if (path->empty()) {
+                r_.error(e->value_mark(), "'path' must not be empty (use \"-\" for stdout, \"off\" to disable)");
+            } else {
+                access_log.path = std::move(*path);
+            }
+        }
+    }
+}
+
+// Sets each route's upstream_index; a route naming no defined upstream is an error at its
+// `upstream` value. Skipped when the upstreams section itself is missing or malformed.
+void ConfigReader::resolve_upstreams(Config& config) {
+    if (!upstreams_read_) {
+        return;
+    }
+    std::vector<std::string_view> names;
+    for (const UpstreamConfig& upstream : config.upstreams) {
+        names.push_back(upstream.name);
+    }
+    for (std::size_t i = 0; i < config.routes.size(); ++i) {
+        RouteConfig& route = config.routes[i];
+        if (route.upstream.empty() && route_upstream_marks_[i].line < 0) {
+            continue;  // already reported as missing or malformed
+        }
+        const auto found = std::find(names.begin(), names.end(), route.upstream);
+        if (found != names.end()) {
+            route.upstream_index = static_cast<std::size_t>(found - names.begin());
+            continue;
+        }
+        std::string message = "unknown upstream " + quoted(route.upstream);
+        const std::string_view suggestion = config_detail::closest_match(route.upstream, names);
+        if (!suggestion.empty()) {
+            message += " (did you mean " + quoted(suggestion) + "?)";
+        }
+        r_.error(route_upstream_marks_[i], std::move(message));
+    }
+}
+
+// yaml-cpp's own words, plus a hint for the two mistakes YAML makes easy here.
+std::string syntax_error_message(const std::string& yaml_message) {
+    std::string message = "invalid YAML: " + yaml_message;
+    if (yaml_message.find("anchor") != std::string::npos) {
+        message += " (a value starting with '*' must be quoted, e.g. \"*.example.com\")";
+    }
+    return message;
+}
+
+}  // namespace
+
+std::string ConfigError::to_string() const {
+    if (line == 0) {
+        return file + ": " + message;
+    }
+    return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+}
+
+ConfigResult load_config_string(std::string_view yaml, const std::string& file) {
+    Reader reader(file);
+    Config config;
+    config.file = file;
+    try {
+        const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml));
+        if (documents.empty() || documents.front().IsNull()) {
+            reader.error(YAML::Mark::null_mark(),
+                         "the configuration is empty (expected listen, upstreams and routes)");
+        } else {
+            if (documents.size() > 1) {
+                reader.error(documents[1].Mark(), "only one YAML document is allowed");
+            }
+            ConfigReader(reader).read_root(documents.front(), config);
+        }
+    } catch (const YAML::Exception& e) {
+        reader.error(e.mark, syntax_error_message(e.msg));
+    } catch (const std::exception& e) {
+        reader.error(YAML::Mark::null_mark(), std::string("cannot load: ") + e.what());
+    }
+    ConfigResult result;
+    if (reader.has_errors()) {
+        result.errors = reader.take_sorted_errors();
+    } else {
+        result.config = std::move(config);
+    }
+    return result;
+}
+
+ConfigResult load_config_file(const std::string& path) {
+    std::string text;
+    int read_errno = 0;
+    if (std::FILE* file = std::fopen(path.c_str(), "rb")) {
+        char buffer[65536];
+        std::size_t n = 0;
+        while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) {
+            text.append(buffer, n);
+        }
+        if (std::ferror(file)) {
+            read_errno = errno != 0 ? errno : EIO;
+        }
+        std::fclose(file);
+    } else {
+        read_errno = errno;
+    }
+    if (read_errno != 0) {
+        ConfigResult result;
+        result.errors.push_back(
+            ConfigError{path, 0, 0, std::string("cannot read file: ") + std::strerror(read_errno)});
+        return result;
+    }
+    return load_config_string(text, path);
+}
+
+}  // namespace sy

@@ -1,0 +1,687 @@
+"""Shared pieces of the integration tests: the proxy under test, a scripted raw-byte
+backend, the demo backend, raw-socket clients and the admin metrics.
+
+Everything binds 127.0.0.1:0 and every wait is bounded. Environment:
+  SWITCHYARD_BIN            the switchyard executable
+  SWITCHYARD_DEMO_BACKEND   the demo_backend executable
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+SWITCHYARD_BIN = os.environ.get("SWITCHYARD_BIN", "")
+DEMO_BACKEND = os.environ.get("SWITCHYARD_DEMO_BACKEND", "")
+
+IO_TIMEOUT = 5.0       # any single socket wait
+START_TIMEOUT = 10.0   # a process printing its "listening" line
+STOP_TIMEOUT = 10.0    # a process exiting after SIGTERM
+
+LISTEN_RE = re.compile(rb"^switchyard: listening on 127\.0\.0\.1:(\d+)$", re.M)
+ADMIN_RE = re.compile(rb"^switchyard: admin listening on 127\.0\.0\.1:(\d+)$", re.M)
+
+
+class PeerClosed(Exception):
+    """The other side closed the connection while we were waiting for bytes."""
+
+
+def dead_port():
+    """A port on 127.0.0.1 where nothing listens (bound once, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _yaml(value, indent=0):
+    """A tiny YAML emitter for configs built in tests (dicts, lists, scalars)."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{pad}{k}:")
+                lines.append(_yaml(v, indent + 1))
+            else:
+                lines.append(f"{pad}{k}: {_scalar(v)}")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        lines = []
+        for item in value:
+            if isinstance(item, dict) and item:
+                inner = _yaml(item, indent + 1).lstrip()
+                lines.append(f"{pad}- {inner}")
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+        return "\n".join(lines)
+    return pad + _scalar(value)
+
+
+def _scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, dict) and not v:
+        return "{}"
+    if isinstance(v, list) and not v:
+        return "[]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_config(servers, *, routes=None, upstreams=None, admin=True, listeners=1, **sections):
+    """YAML for one upstream `app` with `servers` ("host:port" strings) and a catch-all
+    route, an admin listener, and the access log off. Keyword sections (timeouts, limits,
+    forwarding, ...) are added as given; `routes`/`upstreams` replace the defaults."""
+    cfg = {
+        "listen": [{"address": "127.0.0.1:0"} for _ in range(listeners)],
+        "upstreams": upstreams if upstreams is not None else {"app": {"servers": list(servers)}},
+        "routes": routes if routes is not None
+        else [{"match": {"path_prefix": "/"}, "upstream": "app"}],
+        "access_log": {"path": "off"},
+    }
+    if admin:
+        cfg["admin"] = {"address": "127.0.0.1:0"}
+    cfg.update(sections)
+    return _yaml(cfg) + "\n"
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _wait_for_lines(path, proc, pattern, count, what):
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        with open(path, "rb") as f:
+            found = pattern.findall(f.read())
+        if len(found) >= count:
+            return [int(p) for p in found[:count]]
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode} before listening:\n"
+                                 + _read(path))
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not print its listening line(s) in "
+                                 f"{START_TIMEOUT}s:\n" + _read(path))
+        time.sleep(0.02)
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class Proxy:
+    """The proxy under test, started on a YAML config text.
+
+        with Proxy(make_config([backend.address])) as proxy:
+            ... connect to proxy.port ...
+
+    On exit: SIGTERM, then the exit status must be 0 within 10 s. Its stderr is printed
+    when the block fails."""
+
+    def __init__(self, config_text, *, listeners=None, admin=None):
+        self.config_text = config_text
+        self.listeners = listeners if listeners is not None else max(
+            1, config_text.count("address:") - (1 if "admin:" in config_text else 0))
+        self.has_admin = admin if admin is not None else ("admin:" in config_text)
+        self.ports = []
+        self.port = None
+        self.admin_port = None
+        self.proc = None
+        self._dir = None
+
+    def __enter__(self):
+        if not SWITCHYARD_BIN:
+            raise unittest.SkipTest("SWITCHYARD_BIN is not set")
+        self._dir = tempfile.TemporaryDirectory(prefix="switchyard-test-")
+        self.config_path = os.path.join(self._dir.name, "switchyard.yaml")
+        self.stdout_path = os.path.join(self._dir.name, "stdout")
+        self.stderr_path = os.path.join(self._dir.name, "stderr")
+        with open(self.config_path, "w") as f:
+            f.write(self.config_text)
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([SWITCHYARD_BIN, "--config", self.config_path],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        try:
+            self.ports = _wait_for_lines(self.stderr_path, self.proc, LISTEN_RE,
+                                         self.listeners, "switchyard")
+            self.port = self.ports[0]
+            if self.has_admin:
+                self.admin_port = _wait_for_lines(self.stderr_path, self.proc, ADMIN_RE, 1,
+                                                  "switchyard admin")[0]
+        except BaseException:
+            self._kill()
+            sys.stderr.write("--- config ---\n" + self.config_text)
+            self._dir.cleanup()
+            raise
+        return self
+
+    def stderr(self):
+        return _read(self.stderr_path)
+
+    def stdout(self):
+        return _read(self.stdout_path)
+
+    def terminate(self):
+        """SIGTERM and wait; returns the exit status (None if it did not exit in time)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            status = self.terminate()
+            if exc_type is not None:
+                self._dump()
+                return False
+            if status != 0:
+                self._dump()
+                raise AssertionError(f"switchyard exit status after SIGTERM: {status} "
+                                     "(None = still running after 10 s)")
+            return False
+        finally:
+            self._kill()
+            self._dir.cleanup()
+
+    def _dump(self):
+        sys.stderr.write("\n--- switchyard config ---\n" + self.config_text
+                         + "--- switchyard stderr ---\n" + self.stderr()
+                         + "--- switchyard stdout (tail) ---\n" + self.stdout()[-4000:] + "\n")
+
+    # ---- admin
+
+    def metrics(self):
+        """The admin /metrics page as {name or name{labels}: float}."""
+        resp = http_request(self.admin_port,
+                            b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        if resp.status != 200:
+            raise AssertionError(f"/metrics answered {resp.status}")
+        values = {}
+        for line in resp.body.decode().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name, _, value = line.rpartition(" ")
+            try:
+                values[name] = float(value)
+            except ValueError:
+                pass
+        return values
+
+    def metric(self, name):
+        return self.metrics().get(name)
+
+    def wait_metric(self, name, value, timeout=5.0):
+        """Waits until metric `name` equals `value`; fails with the last value seen."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            last = self.metric(name)
+            if last == value:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"metric {name} is {last}, expected {value} "
+                                     f"(waited {timeout}s)")
+            time.sleep(0.05)
+
+    def assert_idle(self):
+        """End-of-test check (style.md point 13): no client connection is left open
+        (admin connections are not client connections)."""
+        self.wait_metric("switchyard_connections_active", 0)
+
+
+class DemoBackend:
+    """tests/support/demo_backend on 127.0.0.1:0."""
+
+    def __enter__(self):
+        if not DEMO_BACKEND:
+            raise unittest.SkipTest("SWITCHYARD_DEMO_BACKEND is not set")
+        self._dir = tempfile.TemporaryDirectory(prefix="demo-backend-")
+        self.stderr_path = os.path.join(self._dir.name, "stderr")
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([DEMO_BACKEND, "--listen", "127.0.0.1:0"],
+                                         stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err)
+        pattern = re.compile(rb"^demo_backend: listening on 127\.0\.0\.1:(\d+)$", re.M)
+        self.port = _wait_for_lines(self.stderr_path, self.proc, pattern, 1, "demo_backend")[0]
+        self.address = f"127.0.0.1:{self.port}"
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            status = self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            status = None
+        self._dir.cleanup()
+        if exc[0] is None and status != 0:
+            raise AssertionError(f"demo_backend exit status after SIGTERM: {status}")
+        return False
+
+
+# --------------------------------------------------------------------------- bytes
+
+
+def _read_head(recv_more, buf):
+    """Returns (head incl. final CRLFCRLF, rest) reading with recv_more() -> bytes."""
+    while b"\r\n\r\n" not in buf:
+        buf += recv_more()
+    i = buf.index(b"\r\n\r\n") + 4
+    return buf[:i], buf[i:]
+
+
+def parse_fields(head):
+    """[(name, value)] of a head's field lines (value without surrounding spaces)."""
+    fields = []
+    for line in head.split(b"\r\n")[1:]:
+        if not line:
+            continue
+        name, _, value = line.partition(b":")
+        fields.append((name.decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+    return fields
+
+
+def _field(fields, name):
+    for n, v in fields:
+        if n.lower() == name.lower():
+            return v
+    return None
+
+
+def _read_chunked(recv_more, buf):
+    """Decodes a chunked body; returns (raw bytes, decoded body, rest)."""
+    body = b""
+    pos = 0
+    while True:
+        while b"\r\n" not in buf[pos:]:
+            buf += recv_more()
+        eol = buf.index(b"\r\n", pos)
+        size = int(buf[pos:eol].split(b";")[0].strip(), 16)
+        pos = eol + 2
+        if size == 0:
+            # trailer section up to an empty line
+            while True:
+                while b"\r\n" not in buf[pos:]:
+                    buf += recv_more()
+                eol = buf.index(b"\r\n", pos)
+                line = buf[pos:eol]
+                pos = eol + 2
+                if not line:
+                    return buf[:pos], body, buf[pos:]
+        while len(buf) < pos + size + 2:
+            buf += recv_more()
+        body += buf[pos:pos + size]
+        if buf[pos + size:pos + size + 2] != b"\r\n":
+            raise AssertionError("chunk data not followed by CRLF")
+        pos += size + 2
+
+
+class Response:
+    def __init__(self, head, body, raw):
+        self.head = head                  # bytes, status line to the empty line included
+        self.body = body                  # decoded body bytes
+        self.raw = raw                    # exact bytes of the whole response
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        self.status_line = status_line
+        parts = status_line.split(" ", 2)
+        self.version = parts[0]
+        self.status = int(parts[1])
+        self.reason = parts[2] if len(parts) > 2 else ""
+        self.fields = parse_fields(head)
+
+    def header(self, name):
+        return _field(self.fields, name)
+
+    def headers(self, name):
+        return [v for n, v in self.fields if n.lower() == name.lower()]
+
+    def __repr__(self):
+        return f"<Response {self.status_line!r} {self.fields} body={len(self.body)}B>"
+
+
+class Client:
+    """A raw client connection to 127.0.0.1:port: exact bytes out, parsed responses in."""
+
+    def __init__(self, port, timeout=IO_TIMEOUT):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.timeout = timeout
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def shutdown_write(self):
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def _recv_more(self):
+        try:
+            data = self.sock.recv(1 << 16)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            raise PeerClosed(f"connection closed; unparsed bytes: {self.buf[:200]!r}")
+        return data
+
+    def read_response(self, head_request=False):
+        """Reads one whole response (1xx heads are returned on their own)."""
+        head, self.buf = _read_head(self._recv_more, self.buf)
+        self.buf, buf = b"", self.buf
+        resp_head = Response(head, b"", head)
+        status = resp_head.status
+        te = resp_head.header("Transfer-Encoding")
+        cl = resp_head.header("Content-Length")
+        if head_request or 100 <= status < 200 or status in (204, 304):
+            body, raw_body = b"", b""
+        elif te is not None and te.lower().endswith("chunked"):
+            raw_body, body, buf = _read_chunked(self._recv_more, buf)
+        elif cl is not None:
+            n = int(cl)
+            while len(buf) < n:
+                buf += self._recv_more()
+            body, raw_body, buf = buf[:n], buf[:n], buf[n:]
+        else:  # delimited by close
+            while True:
+                try:
+                    buf += self._recv_more()
+                except PeerClosed:
+                    break
+            body, raw_body, buf = buf, buf, b""
+        self.buf = buf
+        return Response(head, body, head + raw_body)
+
+    def request(self, data, head_request=False):
+        self.send(data)
+        return self.read_response(head_request=head_request)
+
+    def read_all(self, timeout=None):
+        """Every byte until the peer closes (fails if it does not within the timeout)."""
+        self.sock.settimeout(timeout or self.timeout)
+        data, self.buf = self.buf, b""
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        self.sock.settimeout(self.timeout)
+        return data
+
+    def is_closed(self, timeout=2.0):
+        """True when the peer closes within `timeout` with no further bytes; False when it
+        stays open; raises if unexpected bytes arrive."""
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+        finally:
+            self.sock.settimeout(self.timeout)
+        if chunk:
+            raise AssertionError(f"unexpected bytes: {chunk[:200]!r}")
+        return True
+
+
+def http_request(port, data, head_request=False):
+    """One request on a fresh connection; returns the Response."""
+    with Client(port) as c:
+        return c.request(data, head_request=head_request)
+
+
+def get(port, path="/", host="x", extra=b""):
+    return http_request(port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host.encode()
+                        + b"\r\n" + extra + b"Connection: close\r\n\r\n")
+
+
+# --------------------------------------------------------------------------- scripted backend
+
+
+class BackendConnection:
+    """One accepted connection handed to a script."""
+
+    def __init__(self, sock, index):
+        self.sock = sock
+        self.index = index
+        self.received = b""     # every byte received on this connection
+        self.requests = []      # what recv_request() returned, in order
+        self._buf = b""
+        self.closed_by_peer = False
+        sock.settimeout(IO_TIMEOUT)
+
+    def _recv_more(self):
+        try:
+            data = self.sock.recv(1 << 16)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.closed_by_peer = True
+            raise PeerClosed(f"backend connection {self.index}: peer closed")
+        self.received += data
+        return data
+
+    def recv_request(self):
+        """Exact bytes of one request: head, then a Content-Length or chunked body."""
+        head, rest = _read_head(self._recv_more, self._buf)
+        fields = parse_fields(head)
+        te = _field(fields, "Transfer-Encoding")
+        cl = _field(fields, "Content-Length")
+        if te is not None and te.lower().endswith("chunked"):
+            raw, _, rest = _read_chunked(self._recv_more, rest)
+        elif cl is not None:
+            n = int(cl)
+            while len(rest) < n:
+                rest += self._recv_more()
+            raw, rest = rest[:n], rest[n:]
+        else:
+            raw = b""
+        self._buf = rest
+        self.requests.append(head + raw)
+        return head + raw
+
+    def recv_until(self, marker):
+        while marker not in self._buf:
+            self._buf += self._recv_more()
+        i = self._buf.index(marker) + len(marker)
+        out, self._buf = self._buf[:i], self._buf[i:]
+        return out
+
+    def recv_some(self, timeout=1.0):
+        """Whatever arrives within `timeout` (b"" if nothing; raises PeerClosed on EOF)."""
+        if self._buf:
+            out, self._buf = self._buf, b""
+            return out
+        self.sock.settimeout(timeout)
+        try:
+            return self._recv_more()
+        except socket.timeout:
+            return b""
+        finally:
+            self.sock.settimeout(IO_TIMEOUT)
+
+    def wait_closed(self, timeout=IO_TIMEOUT):
+        """True when the peer closes within `timeout` (bytes arriving meanwhile are kept)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self._buf += self.recv_some(max(0.01, deadline - time.monotonic()))
+            except PeerClosed:
+                return True
+        return False
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def close(self):
+        """Closes the connection (also wakes a script blocked reading it)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def serve_forever(respond):
+    """A script: answer every request on the connection with respond(conn, request_bytes)
+    (bytes to send, or None to close), until the peer closes."""
+    def script(conn):
+        while True:
+            try:
+                req = conn.recv_request()
+            except PeerClosed:
+                return
+            out = respond(conn, req)
+            if out is None:
+                conn.close()
+                return
+            conn.send(out)
+    return script
+
+
+def ok_response(body=b"ok", extra=b""):
+    return (b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n" + extra
+            + b"\r\n" + body)
+
+
+class ScriptedBackend:
+    """A raw TCP server on 127.0.0.1:0 running a script per accepted connection, each in
+    its own thread. `script` is one function for every connection or a list (connection i
+    gets script i; extra connections get the last one). A script gets a BackendConnection;
+    the socket is closed when the script returns unless `keep_open` is set.
+
+    `.accepted` counts connections; `.connections` keeps them (their `.received` bytes).
+    Script exceptions other than PeerClosed/timeouts are re-raised on exit."""
+
+    def __init__(self, script=None, keep_open=False):
+        self.scripts = script if isinstance(script, list) else [
+            script or serve_forever(lambda c, r: ok_response())]
+        self.keep_open = keep_open
+        self.connections = []
+        self.errors = []
+        self._lock = threading.Lock()
+        self._threads = []
+        self._stop = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+
+    @property
+    def accepted(self):
+        with self._lock:
+            return len(self.connections)
+
+    def received(self, i=0):
+        return self.connections[i].received
+
+    def all_received(self):
+        return b"".join(c.received for c in self.connections)
+
+    def __enter__(self):
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self._acceptor.start()
+        return self
+
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                index = len(self.connections)
+                conn = BackendConnection(sock, index)
+                self.connections.append(conn)
+            script = self.scripts[min(index, len(self.scripts) - 1)]
+            t = threading.Thread(target=self._run, args=(script, conn), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _run(self, script, conn):
+        try:
+            script(conn)
+        except (PeerClosed, OSError):  # includes timeouts and resets
+            pass
+        except Exception as e:  # reported on exit
+            self.errors.append(e)
+        finally:
+            if not self.keep_open:
+                conn.close()
+
+    def wait_accepted(self, n, timeout=IO_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while self.accepted < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"backend accepted {self.accepted} connections, "
+                                     f"expected {n}")
+            time.sleep(0.01)
+
+    def __exit__(self, exc_type, *exc):
+        self._stop.set()
+        self.listener.close()
+        self._acceptor.join(2)
+        for c in list(self.connections):
+            c.close()
+        for t in self._threads:
+            t.join(2)
+        if exc_type is None and self.errors:
+            raise self.errors[0]
+        return False
+
+
+def hang(conn):
+    """A script that reads whatever comes and never answers, until the peer closes."""
+    conn.sock.settimeout(30)
+    while True:
+        conn._recv_more()
+
+
+def main():
+    unittest.main(verbosity=2)

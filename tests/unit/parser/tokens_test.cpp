@@ -1,0 +1,102 @@
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "parser/tokens.hpp"
+
+using namespace sy;
+
+TEST_CASE("iequals, to_lower, trim_ows") {
+    CHECK(iequals("Upgrade", "uPGRADE"));
+    CHECK(iequals("", ""));
+    CHECK_FALSE(iequals("upgrade", "upgrades"));
+    CHECK_FALSE(iequals("a", "b"));
+    CHECK(to_lower("WebSocket/13") == "websocket/13");
+    CHECK(trim_ows(" \t a b \t ") == "a b");
+    CHECK(trim_ows(" \t ").empty());
+    CHECK(trim_ows("x") == "x");
+}
+
+TEST_CASE("split_list") {
+    struct Case {
+        const char* input;
+        std::vector<std::string> expected;
+    };
+    const std::vector<Case> cases = {
+        {"", {}},
+        {"a", {"a"}},
+        {"a,b", {"a", "b"}},
+        {" a , b ,c ", {"a", "b", "c"}},
+        {"a,,b", {"a", "b"}},
+        {",, a ,\t,", {"a"}},
+        {"\t", {}},
+        {"keep-alive, Upgrade", {"keep-alive", "Upgrade"}},
+        {"websocket, h2c/1.0 ", {"websocket", "h2c/1.0"}},
+        {R"(a="x,y", b)", {R"(a="x,y")", "b"}},
+        {R"("a\",b", c)", {R"("a\",b")", "c"}},
+        {R"(x;q="1,2",y)", {R"(x;q="1,2")", "y"}},
+        {R"("unterminated, a)", {R"("unterminated, a)"}},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.input);
+        const std::vector<std::string_view> got = split_list(c.input);
+        std::vector<std::string> got_strings(got.begin(), got.end());
+        CHECK(got_strings == c.expected);
+    }
+}
+
+TEST_CASE("list_has_token") {
+    struct Case {
+        const char* value;
+        const char* token;
+        bool expected;
+    };
+    const std::vector<Case> cases = {
+        {"Upgrade", "upgrade", true},
+        {"keep-alive, UPGRADE", "upgrade", true},
+        {"keep-alive,upgrade ", "upgrade", true},
+        {"upgrades", "upgrade", false},
+        {"", "upgrade", false},
+        {R"("upgrade, x")", "upgrade", false},
+        {"close", "close", true},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.value);
+        CAPTURE(c.token);
+        CHECK(list_has_token(c.value, c.token) == c.expected);
+    }
+}
+
+TEST_CASE("collect_list, count_fields, find_field") {
+    const HeaderList headers = {
+        {"Upgrade", "websocket"},
+        {"Host", "a"},
+        {"upgrade", " h2c , , foo/2"},
+        {"X", ""},
+    };
+    const std::vector<std::string_view> offer = collect_list(headers, "UPGRADE");
+    CHECK(std::vector<std::string>(offer.begin(), offer.end()) ==
+          std::vector<std::string>{"websocket", "h2c", "foo/2"});
+    CHECK(collect_list(headers, "missing").empty());
+    CHECK(count_fields(headers, "upgrade") == 2);
+    CHECK(count_fields(headers, "host") == 1);
+    CHECK(count_fields(headers, "nope") == 0);
+    REQUIRE(find_field(headers, "HOST") != nullptr);
+    CHECK(find_field(headers, "HOST")->value == "a");
+    CHECK(find_field(headers, "upgrade") == &headers[0]);
+    CHECK(find_field(headers, "nope") == nullptr);
+}
+
+TEST_CASE("is_tchar") {
+    for (char c : std::string("!#$%&'*+-.^_`|~09azAZ")) {
+        CAPTURE(c);
+        CHECK(is_tchar(c));
+    }
+    for (char c : std::string(" \t\"(),/:;<=>?@[\\]{}\x7f\r\n")) {
+        CAPTURE(static_cast<int>(c));
+        CHECK_FALSE(is_tchar(c));
+    }
+    CHECK_FALSE(is_tchar('\0'));
+    CHECK_FALSE(is_tchar(static_cast<char>(0xc3)));
+}
