@@ -1,0 +1,67 @@
+// The upgrade policy (../shared/design/upgrade-semantics.md): what to do with a request's
+// Upgrade offer on a route, and whether a backend's 101 may switch the connection.
+// Pure functions: no I/O, no libuv.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "parser/message.hpp"
+#include "routing/config.hpp"
+
+namespace sy {
+
+struct UpgradeDecision {
+    enum class Kind {
+        plain,    // not an upgrade request (no Upgrade + "upgrade" token, or HTTP/1.0): forward as is
+        forward,  // forward with `upstream_fields` (Upgrade: <filtered offer>, Connection: Upgrade, ...)
+        strip,    // an upgrade request whose offer has nothing allowed: forward without the upgrade
+        respond,  // the proxy answers itself: `status`, `response_fields`, `response_body`
+    };
+    Kind kind = Kind::plain;
+
+    // The client's offer (every Upgrade line joined, in order, as spelled) for upgrade
+    // requests; empty otherwise.
+    std::vector<std::string> offer;
+    // forward: the offer filtered to what the route allows, order kept.
+    std::vector<std::string> forwarded;
+    // forward: fields the proxy regenerates for the upstream request, in order:
+    // HTTP2-Settings (h2c only, kept as received), Upgrade, Connection
+    // ("Upgrade", or "Upgrade, HTTP2-Settings" for h2c).
+    HeaderList upstream_fields;
+    // forward with websocket in `forwarded`: the Sec-WebSocket-Accept the 101 must carry
+    // (RFC 6455 §4.2.2: base64(SHA-1(key + GUID))).
+    std::string websocket_accept;
+
+    // respond: 400 (bad WebSocket handshake), 403 (reject), 426 (require, or a WebSocket
+    // version other than 13).
+    int status = 0;
+    bool close = false;           // 403 closes the connection (upgrade-semantics.md, reject)
+    HeaderList response_fields;   // e.g. Upgrade + Connection: Upgrade for 426,
+                                  // Sec-WebSocket-Version: 13 for a bad version
+    std::string response_body;    // short text; for 403 it names the refused protocols
+    std::string reason;           // for logs
+};
+
+// Decides for `request` on a route with `rule` (upgrade-semantics.md, "Request side").
+UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule);
+
+struct SwitchVerdict {
+    bool accept = false;
+    std::string reason;                // why it was refused (for logs), empty when accepted
+    std::vector<std::string> protocols;  // accepted: the protocols of the 101's Upgrade
+};
+
+// May the connection switch on this 101 response to a request decided as `decision`?
+// Refused: an unsolicited 101 (decision not `forward`), no Upgrade, a protocol not in the
+// forwarded offer, or a failed profile check (websocket: Sec-WebSocket-Accept).
+SwitchVerdict validate_switch(const UpgradeDecision& decision, const MessageHead& response);
+
+// A backend's 426 keeps its Upgrade field filtered to what the route allows: the value
+// to send (empty: drop the field).
+std::string filter_upgrade_field(const MessageHead& response, const UpgradeConfig& rule);
+
+// RFC 6455 §4.2.2: base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
+std::string websocket_accept_for(std::string_view key);
+
+}  // namespace sy
