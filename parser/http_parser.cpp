@@ -9,7 +9,7 @@
 // Every callback is noexcept: nothing thrown may cross llhttp's C frames.
 #include "parser/http_parser.hpp"
 
-#include <cstring>
+#include "parser/tokens.hpp"
 
 namespace sy {
 namespace {
@@ -85,6 +85,7 @@ struct HttpParser::Callbacks {
         s.framing_ = BodyFraming::none;
         s.upgrade_by_pause_ = false;
         s.chunk_crlf_left_ = 0;
+        s.finished_ = false;
         return 0;
     }
 
@@ -121,13 +122,22 @@ struct HttpParser::Callbacks {
         return 0;
     }
     static int header_field_complete(HttpParser& s) {
+        const bool had_name = s.in_field_name_;
         s.in_field_name_ = false;
-        if (s.head_complete_ || s.head_.headers.empty()) return 0;
+        if (s.head_complete_) return 0;
+        // llhttp 8.1 reports ": a" as a field with an empty name.
+        if (!had_name || s.head_.headers.back().name.empty()) {
+            return refuse(s, ParseError::bad_message, "empty field name");
+        }
         // RFC 9112 §5.1: no whitespace between field name and colon; llhttp 8.1 keeps it
         // as part of the name ("Transfer-Encoding : chunked" smuggling).
         const std::string& name = s.head_.headers.back().name;
-        if (!name.empty() && is_ows(name.back())) {
+        if (is_ows(name.back())) {
             return refuse(s, ParseError::bad_message, "whitespace before colon in field");
+        }
+        // RFC 9110 §5.1: field-name = token; llhttp 8.1 lets e.g. "X Y" through.
+        for (char c : name) {
+            if (!is_tchar(c)) return refuse(s, ParseError::bad_message, "invalid character in field name");
         }
         if (s.head_.headers.size() > s.limits_.max_headers) {
             return refuse(s, ParseError::too_many_headers, "too many header fields");

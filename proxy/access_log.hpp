@@ -22,7 +22,9 @@ struct AccessRecord {
     std::uint64_t duration_ms = 0;
     int route_line = 0;            // line of the route in the config, 0 = none
     std::string_view upstream;     // pool name, "-" when none
-    std::string_view outcome;      // "ok", "proxy", "upstream_error", "client_abort", ...
+    std::string_view outcome;      // "ok", "proxy", "upstream_error", "client_abort",
+                                   // "tunnel_<how it ended>"
+    std::string_view protocol;     // tunnels: the protocol switched to
 };
 
 class AccessLog {

@@ -13,6 +13,7 @@
 #include "proxy/upstream_pool.hpp"
 #include "proxy/worker.hpp"
 #include "routing/route_match.hpp"
+#include "routing/upgrade_policy.hpp"
 
 namespace sy {
 
@@ -25,6 +26,7 @@ const char* name(ClientConn::ReqState s) {
         case ClientConn::ReqState::connecting: return "connecting";
         case ClientConn::ReqState::body: return "body";
         case ClientConn::ReqState::complete: return "complete";
+        case ClientConn::ReqState::tunnel: return "tunnel";
     }
     return "?";
 }
@@ -35,6 +37,7 @@ const char* name(ClientConn::ResState s) {
         case ClientConn::ResState::waiting: return "waiting";
         case ClientConn::ResState::body: return "body";
         case ClientConn::ResState::complete: return "complete";
+        case ClientConn::ResState::tunnel: return "tunnel";
     }
     return "?";
 }
@@ -130,15 +133,20 @@ void ClientConn::set_res_state(ResState next) {
 std::size_t ClientConn::high_water() const { return worker_.config().tunnel.buffer; }
 
 void ClientConn::update_reading() {
-    if (closing_) return;
+    if (closing_ || tunnel_ != nullptr) return;
     bool want;
     if (lingering_) {
         want = true;  // read and discard until the client closes
     } else if (closing_after_flush_) {
         want = false;
     } else {
+        // Unparsed bytes are bounded: a partial head by the header limit (plus one read),
+        // bytes held behind a forwarded upgrade request by tunnel.buffer.
         std::size_t unparsed = in_.size() - in_pos_;
-        want = unparsed < worker_.config().limits.max_header_bytes + Worker::kReadBufferSize &&
+        std::size_t bound = decision_.kind == UpgradeDecision::Kind::forward && req_state_ == ReqState::complete
+                                ? worker_.config().tunnel.buffer
+                                : worker_.config().limits.max_header_bytes + Worker::kReadBufferSize;
+        want = unparsed < bound &&
                out_.queued() < high_water() &&
                !(up_ != nullptr && up_->writer().queued() >= high_water());
     }
@@ -209,9 +217,13 @@ void ClientConn::on_client_eof(int status) {
 void ClientConn::process_input() {
     if (in_process_input_) return;
     in_process_input_ = true;
-    while (!closing_ && !closing_after_flush_) {
+    while (!closing_ && !closing_after_flush_ && tunnel_ == nullptr) {
         if (req_state_ == ReqState::connecting) break;
         if (req_state_ == ReqState::complete) {
+            if (switch_pending_) {
+                start_tunnel();
+                break;
+            }
             if (res_state_ == ResState::complete) {
                 finish_exchange();
                 continue;
@@ -240,6 +252,7 @@ void ClientConn::process_input() {
         // paused at message end: the loop sees req_state_ == complete.
     }
     in_process_input_ = false;
+    if (up_ != nullptr) up_->writer().uncork();
     if (in_pos_ > 0 && in_pos_ == in_.size()) {
         in_.clear();
         in_pos_ = 0;
@@ -308,6 +321,17 @@ void ClientConn::start_exchange() {
         respond_local(404, true, "no route");
         return;
     }
+    if (req_.method == "CONNECT") {
+        // A reverse proxy has no business opening arbitrary tunnels.
+        respond_local(405, false, "CONNECT", {{"Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"}});
+        return;
+    }
+    decision_ = decide(req_, route_->upgrade);
+    if (decision_.kind == UpgradeDecision::Kind::respond) {
+        respond_local(decision_.status, !decision_.close, decision_.reason.c_str(), decision_.response_fields,
+                      decision_.response_body);
+        return;
+    }
     pool_ = &worker_.pool(route_->upstream_index);
     tried_.assign(pool_->server_count(), false);
     connect_next();
@@ -349,8 +373,14 @@ void ClientConn::on_upstream_ready() {
     fwd.x_forwarded_proto = config.forwarding.x_forwarded_proto;
     fwd.via = config.forwarding.via;
     fwd.client_address = client_ip_;
+    // Corked until the bytes already read are parsed (end of process_input): a request
+    // found malformed there sends the upstream nothing, and head and body leave together.
+    up_->writer().cork();
     scratch_.clear();
-    append_upstream_request_head(scratch_, req_, fwd, {}, pool_->config().keepalive == 0);
+    bool forward_upgrade = decision_.kind == UpgradeDecision::Kind::forward;
+    static const HeaderList kNoFields;
+    append_upstream_request_head(scratch_, req_, fwd, forward_upgrade ? decision_.upstream_fields : kNoFields,
+                                 pool_->config().keepalive == 0 && !forward_upgrade);
     up_->writer().write(scratch_);
 
     resp_parser_.reset();
@@ -386,11 +416,22 @@ void ClientConn::feed_response(const char* data, std::size_t len) {
             case HttpParser::Status::error:
                 fail_exchange(502, r.reason);
                 return;
-            case HttpParser::Status::upgrade:
-                // A 101 to a request that carried no Upgrade (every upgrade is stripped):
-                // never passed on (upgrade-semantics.md, "Response side").
-                fail_exchange(502, "unsolicited 101 Switching Protocols");
+            case HttpParser::Status::upgrade: {
+                // A 101: never passed on unless it answers the upgrade we forwarded and
+                // passes validate_switch (upgrade-semantics.md, "Response side").
+                switch_ = validate_switch(decision_, resp_);
+                if (!switch_.accept) {
+                    fail_exchange(502, switch_.reason.c_str());
+                    return;
+                }
+                uv_timer_stop(&up_timer_);
+                up_->pause_reading();
+                up_held_.assign(data + pos, len - pos);
+                // The switch waits for the whole request body to be forwarded.
+                switch_pending_ = true;
+                if (req_state_ == ReqState::complete) process_input();
                 return;
+            }
             case HttpParser::Status::paused:
                 if (res_state_ == ResState::complete) {
                     if (pos < len) up_reusable_ = false;  // bytes after the response: not reusable
@@ -441,9 +482,23 @@ void ClientConn::on_upstream_closed(UpstreamConn&, int status) {
     }
 }
 
-void ClientConn::on_upstream_drained(UpstreamConn&) { update_reading(); }
+void ClientConn::on_upstream_drained(UpstreamConn&) {
+    if (tunnel_ != nullptr) {
+        tunnel_->on_writer_drained(Tunnel::kUpstream);
+        return;
+    }
+    update_reading();
+}
+
+void ClientConn::on_upstream_shutdown(UpstreamConn&, int status) {
+    if (tunnel_ != nullptr) tunnel_->on_shutdown_done(Tunnel::kUpstream, status);
+}
 
 void ClientConn::on_upstream_write_failed(UpstreamConn&, int status) {
+    if (tunnel_ != nullptr) {
+        tunnel_->on_writer_failed(Tunnel::kUpstream, status);
+        return;
+    }
     SY_TRACE("client %p upstream write failed: %s", static_cast<void*>(this), uv_strerror(status));
     up_write_failed_ = true;
     up_reusable_ = false;
@@ -483,6 +538,20 @@ HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
                   !worker_.draining() && !client_eof_;
     up_reusable_ = resp_.keep_alive && resp_.framing != BodyFraming::until_close &&
                    pool_->config().keepalive > 0 && !up_write_failed_;
+    HeaderList extra;
+    if (decision_.kind == UpgradeDecision::Kind::forward) {
+        // A declined upgrade: the client connection stays HTTP, and the upstream
+        // connection that carried the offer is not reused.
+        up_reusable_ = false;
+    }
+    if (resp_.status == 426) {
+        // The backend's 426 keeps its Upgrade, filtered to what the route allows.
+        std::string upgrade = filter_upgrade_field(resp_, route_->upgrade);
+        if (!upgrade.empty()) {
+            extra.push_back({"Upgrade", std::move(upgrade)});
+            extra.push_back({"Connection", "Upgrade"});
+        }
+    }
 
     ClientResponseOptions opts;
     opts.framing = to_client_;
@@ -490,7 +559,7 @@ HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
     opts.keep_alive_10 = keep_alive_ && req_.is_http10();
     opts.via = worker_.config().forwarding.via;
     scratch_.clear();
-    append_client_response_head(scratch_, resp_, opts);
+    append_client_response_head(scratch_, resp_, opts, extra);
     out_.write(scratch_);
     head_sent_ = true;
     status_sent_ = resp_.status;
@@ -521,8 +590,12 @@ void ClientConn::on_response_end() {
 
 void ClientConn::on_writer_drained(StreamWriter&) {
     if (closing_) return;
+    if (tunnel_ != nullptr) {
+        tunnel_->on_writer_drained(Tunnel::kClient);
+        return;
+    }
     if (closing_after_flush_) {
-        start_linger();
+        if (out_.queued() == 0) start_linger();
         return;
     }
     if (up_ != nullptr && res_state_ == ResState::body) up_->resume_reading();
@@ -531,6 +604,10 @@ void ClientConn::on_writer_drained(StreamWriter&) {
 
 void ClientConn::on_writer_failed(StreamWriter&, int status) {
     if (closing_) return;
+    if (tunnel_ != nullptr) {
+        tunnel_->on_writer_failed(Tunnel::kClient, status);
+        return;
+    }
     SY_TRACE("client %p write failed: %s", static_cast<void*>(this), uv_strerror(status));
     if (res_state_ != ResState::none) log_exchange("client_abort");
     close();
@@ -560,6 +637,7 @@ void ClientConn::finish_exchange() {
     set_res_state(ResState::none);
     set_req_state(ReqState::idle);
     route_ = nullptr;
+    decision_ = UpgradeDecision{};
     req_.method.clear();
     req_.target.clear();
     head_sent_ = false;
@@ -597,14 +675,15 @@ void ClientConn::fail_exchange(int status, const char* why) {
     respond_local(status, false, why);
 }
 
-void ClientConn::respond_local(int status, bool keep_open, const char* why) {
+void ClientConn::respond_local(int status, bool keep_open, const char* why, const HeaderList& fields,
+                               std::string_view body) {
     SY_TRACE("client %p local %d: %s", static_cast<void*>(this), status, why);
     g_metrics.responses_proxy_total.fetch_add(1, std::memory_order_relaxed);
     // The connection can go on only when the request had no body to skip and the parser
     // stands right after its head.
     keep_open = keep_open && req_state_ == ReqState::connecting && req_.framing == BodyFraming::none &&
                 req_.keep_alive && !worker_.draining() && !client_eof_;
-    out_.write(make_proxy_response(status, !keep_open));
+    out_.write(make_proxy_response(status, !keep_open, fields, body));
     status_sent_ = status;
     head_sent_ = true;
     if (!keep_open) {
@@ -650,7 +729,12 @@ void ClientConn::start_linger() {
 
 void ClientConn::on_shutdown(uv_shutdown_t* req, int status) {
     auto* self = static_cast<ClientConn*>(req->data);
-    if (status != 0 && !self->closing_) self->close();
+    if (self->closing_) return;
+    if (self->tunnel_ != nullptr) {
+        self->tunnel_->on_shutdown_done(Tunnel::kClient, status);
+        return;
+    }
+    if (status != 0) self->close();
 }
 
 void ClientConn::start_timer(Millis timeout) {
@@ -673,7 +757,7 @@ void ClientConn::on_timer(uv_timer_t* timer) {
 }
 
 void ClientConn::begin_drain() {
-    if (closing_) return;
+    if (closing_ || tunnel_ != nullptr) return;  // tunnels run until the drain deadline
     if (req_state_ == ReqState::idle && res_state_ == ResState::none) {
         close();
         return;
@@ -684,6 +768,8 @@ void ClientConn::begin_drain() {
 void ClientConn::close() {
     if (closing_) return;
     closing_ = true;
+    if (tunnel_ != nullptr) tunnel_->end("closed");
+    tcp_.data = this;  // a tunnel may have borrowed it for its read callbacks
     if (up_ != nullptr) {
         up_->close();
         up_ = nullptr;
@@ -698,7 +784,7 @@ void ClientConn::on_handle_closed(uv_handle_t* handle) {
     if (--self->open_handles_ == 0) delete self;
 }
 
-void ClientConn::log_exchange(const char* outcome) {
+void ClientConn::log_exchange(const char* outcome, const char* protocol) {
     AccessLog& log = worker_.access_log();
     std::uint64_t out = out_.bytes_written() - bytes_out_mark_;
     g_metrics.bytes_to_clients_total.fetch_add(out, std::memory_order_relaxed);
@@ -717,7 +803,82 @@ void ClientConn::log_exchange(const char* outcome) {
     r.route_line = route_ != nullptr ? route_->line : 0;
     r.upstream = pool_ != nullptr && route_ != nullptr ? std::string_view(pool_->config().name) : std::string_view("-");
     r.outcome = outcome;
+    r.protocol = protocol;
     log.write(r);
+}
+
+
+// ---------------------------------------------------------------------------------------
+// The switch and the tunnel
+
+void ClientConn::start_tunnel() {
+    switch_pending_ = false;
+    const Config& config = worker_.config();
+    uv_timer_stop(&timer_);
+    uv_timer_stop(&up_timer_);
+
+    // The 101 goes to the client with Upgrade and Connection regenerated and the other
+    // fields passed (upgrade-semantics.md, "Response side").
+    std::string protocols;
+    for (const std::string& p : switch_.protocols) {
+        if (!protocols.empty()) protocols += ", ";
+        protocols += p;
+    }
+    ClientResponseOptions opts;
+    opts.framing = BodyFraming::none;
+    opts.via = config.forwarding.via;
+    scratch_.clear();
+    append_client_response_head(scratch_, resp_, opts, {{"Upgrade", protocols}, {"Connection", "Upgrade"}});
+    out_.write(scratch_);
+    status_sent_ = 101;
+    head_sent_ = true;
+
+    if (reading_) {
+        uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+        reading_ = false;
+    }
+    up_->pause_reading();
+    set_req_state(ReqState::tunnel);
+    set_res_state(ResState::tunnel);
+    g_metrics.tunnels_active.fetch_add(1, std::memory_order_relaxed);
+    g_metrics.tunnels_total.fetch_add(1, std::memory_order_relaxed);
+    tunnel_ = std::make_unique<Tunnel>(worker_.loop(), static_cast<TunnelOwner&>(*this),
+                                       Tunnel::Endpoint{reinterpret_cast<uv_stream_t*>(&tcp_), &out_},
+                                       Tunnel::Endpoint{up_->stream(), &up_->writer()}, worker_.read_buffer(),
+                                       Worker::kReadBufferSize, config.tunnel.buffer, config.timeouts.tunnel_idle);
+    // Every byte already read goes first, in order: the client's held bytes to the
+    // backend, the backend's bytes behind its 101 to the client.
+    std::string_view held(in_.data() + in_pos_, in_.size() - in_pos_);
+    tunnel_->start(held, up_held_);
+    in_.clear();
+    in_.shrink_to_fit();
+    in_pos_ = 0;
+    up_held_.clear();
+    up_held_.shrink_to_fit();
+    SY_TRACE("client %p tunnel to %s", static_cast<void*>(this), protocols.c_str());
+}
+
+void ClientConn::tunnel_shutdown(int side) {
+    if (side == Tunnel::kUpstream) {
+        up_->shutdown_write();
+        return;
+    }
+    shutdown_req_.data = this;
+    int r = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &ClientConn::on_shutdown);
+    if (r != 0) tunnel_->on_shutdown_done(Tunnel::kClient, r);
+}
+
+void ClientConn::tunnel_ended(const char* how) {
+    g_metrics.tunnels_active.fetch_sub(1, std::memory_order_relaxed);
+    std::string outcome = std::string("tunnel_") + how;
+    std::string protocol;
+    for (const std::string& p : switch_.protocols) {
+        if (!protocol.empty()) protocol += ",";
+        protocol += p;
+    }
+    bytes_in_ += tunnel_->bytes_from(Tunnel::kClient);
+    log_exchange(outcome.c_str(), protocol.c_str());
+    close();
 }
 
 }  // namespace sy

@@ -1,16 +1,19 @@
 // One client connection: reads requests, routes them, forwards each to an upstream
 // connection and relays the response. An explicit state machine per direction:
 //
-//   request:  idle -> head -> connecting -> body -> complete -> (idle | closed)
+//   request:  idle -> head -> connecting -> body -> complete -> (idle | closed | tunnel)
 //   response: none -> waiting -> body -> complete -> none
+//                             -> (accepted 101) -> tunnel
 //
-// An exchange ends when both directions are complete. Requests are served one at a time;
+// An exchange ends when both directions are complete, or becomes a tunnel on an accepted
+// 101 (proxy/tunnel.hpp). Requests are served one at a time;
 // pipelined bytes wait unparsed in `in_` until the previous response is complete, so
 // responses always go out in request order.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,15 +22,20 @@
 #include "parser/http_parser.hpp"
 #include "parser/message.hpp"
 #include "proxy/stream_writer.hpp"
+#include "proxy/tunnel.hpp"
 #include "proxy/upstream_conn.hpp"
 #include "routing/config.hpp"
+#include "routing/upgrade_policy.hpp"
 
 namespace sy {
 
 class UpstreamPool;
 class Worker;
 
-class ClientConn final : private HttpParser::Handler, private WriterOwner, private UpstreamEvents {
+class ClientConn final : private HttpParser::Handler,
+                         private WriterOwner,
+                         private UpstreamEvents,
+                         private TunnelOwner {
 public:
     explicit ClientConn(Worker& worker);
     ClientConn(const ClientConn&) = delete;
@@ -43,8 +51,8 @@ public:
     // handle is closed.
     void close();
 
-    enum class ReqState { idle, head, connecting, body, complete };
-    enum class ResState { none, waiting, body, complete };
+    enum class ReqState { idle, head, connecting, body, complete, tunnel };
+    enum class ResState { none, waiting, body, complete, tunnel };
 
 private:
     ~ClientConn() override;
@@ -87,6 +95,11 @@ private:
     void on_upstream_closed(UpstreamConn& conn, int status) override;
     void on_upstream_drained(UpstreamConn& conn) override;
     void on_upstream_write_failed(UpstreamConn& conn, int status) override;
+    void on_upstream_shutdown(UpstreamConn& conn, int status) override;
+
+    // TunnelOwner.
+    void tunnel_shutdown(int side) override;
+    void tunnel_ended(const char* how) override;
 
     // Transitions (the only places that change the states; each traces).
     void set_req_state(ReqState next);
@@ -105,12 +118,16 @@ private:
     void fail_exchange(int status, const char* why);
     // A response from the proxy itself. `keep_open` only when the request had no body
     // and the connection can go on.
-    void respond_local(int status, bool keep_open, const char* why);
+    void respond_local(int status, bool keep_open, const char* why, const HeaderList& fields = {},
+                       std::string_view body = {});
+    // The backend accepted the upgrade and the request is fully forwarded: send the 101,
+    // hand both sockets and every byte already read to a Tunnel.
+    void start_tunnel();
     void close_after_flush();
     void start_linger();
     void update_reading();
     void start_timer(Millis timeout);
-    void log_exchange(const char* outcome);
+    void log_exchange(const char* outcome, const char* protocol = "");
     std::size_t high_water() const;
 
     Worker& worker_;
@@ -134,6 +151,11 @@ private:
     MessageHead req_;
     MessageHead resp_;
     const RouteConfig* route_ = nullptr;
+    UpgradeDecision decision_;
+    SwitchVerdict switch_;            // the accepted 101's verdict, while switching
+    std::string up_held_;             // upstream bytes that came after the 101 head
+    bool switch_pending_ = false;     // accepted 101 waits for the request body to end
+    std::unique_ptr<Tunnel> tunnel_;
     UpstreamPool* pool_ = nullptr;
     UpstreamConn* up_ = nullptr;
     std::vector<bool> tried_;

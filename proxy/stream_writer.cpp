@@ -13,8 +13,20 @@ struct StreamWriter::Request {
     std::string data;
 };
 
+void StreamWriter::uncork() {
+    if (!corked_) return;
+    corked_ = false;
+    std::string pending;
+    pending.swap(cork_);
+    write(pending);
+}
+
 bool StreamWriter::write(std::initializer_list<std::string_view> pieces) {
     if (failed_) return false;
+    if (corked_) {
+        for (std::string_view p : pieces) cork_.append(p);
+        return true;
+    }
     uv_buf_t bufs[8];
     unsigned n = 0;
     std::size_t total = 0;
@@ -72,7 +84,7 @@ void StreamWriter::on_write(uv_write_t* req, int status) {
         self.fail(status);
         return;
     }
-    if (self.queued_ == 0 && !self.failed_) self.owner_.on_writer_drained(self);
+    if (self.queued_ <= self.low_water_ && !self.failed_) self.owner_.on_writer_drained(self);
 }
 
 void StreamWriter::fail(int status) {

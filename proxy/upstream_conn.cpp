@@ -122,9 +122,21 @@ void UpstreamConn::on_writer_failed(StreamWriter&, int status) {
     if (events_ != nullptr && !closing_) events_->on_upstream_write_failed(*this, status);
 }
 
+void UpstreamConn::shutdown_write() {
+    shutdown_req_.data = this;
+    int r = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &UpstreamConn::on_shutdown);
+    if (r != 0 && events_ != nullptr) events_->on_upstream_shutdown(*this, r);
+}
+
+void UpstreamConn::on_shutdown(uv_shutdown_t* req, int status) {
+    auto* self = static_cast<UpstreamConn*>(req->data);
+    if (!self->closing_ && self->events_ != nullptr) self->events_->on_upstream_shutdown(*self, status);
+}
+
 void UpstreamConn::close() {
     if (closing_) return;
     closing_ = true;
+    tcp_.data = this;  // a tunnel may have borrowed it for its read callbacks
     bool was_idle = idle();
     events_ = nullptr;
     pool_.on_conn_closed(this, was_idle, !was_idle);

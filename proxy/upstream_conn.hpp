@@ -26,6 +26,8 @@ public:
     virtual void on_upstream_closed(UpstreamConn& conn, int status) = 0;
     virtual void on_upstream_drained(UpstreamConn& conn) = 0;
     virtual void on_upstream_write_failed(UpstreamConn& conn, int status) = 0;
+    // Result of shutdown_write().
+    virtual void on_upstream_shutdown(UpstreamConn& conn, int status) = 0;
 };
 
 class UpstreamConn final : private WriterOwner {
@@ -47,7 +49,10 @@ public:
     std::size_t server() const { return server_; }
     bool reused() const { return reused_; }
     bool idle() const { return events_ == nullptr; }
-    // Hands the socket over (tunnel): stops reading; the caller owns further I/O on stream().
+    // Half-close toward the server once queued writes are out (tunnel). Answered with
+    // UpstreamEvents::on_upstream_shutdown.
+    void shutdown_write();
+    // The socket, for a tunnel that takes over reading (after pause_reading()).
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
 
 private:
@@ -59,6 +64,7 @@ private:
     static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
     static void on_timer(uv_timer_t* timer);
     static void on_handle_closed(uv_handle_t* handle);
+    static void on_shutdown(uv_shutdown_t* req, int status);
 
     void on_writer_drained(StreamWriter& writer) override;
     void on_writer_failed(StreamWriter& writer, int status) override;
@@ -70,6 +76,7 @@ private:
     uv_tcp_t tcp_{};
     uv_timer_t timer_{};  // connect timeout while connecting, idle timeout while pooled
     uv_connect_t connect_req_{};
+    uv_shutdown_t shutdown_req_{};
     StreamWriter writer_;
     int open_handles_ = 0;
     bool connecting_ = false;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "parser/tokens.hpp"
 #include "routing/yaml_reader.hpp"
 
 namespace sy {
@@ -21,16 +22,9 @@ namespace {
 
 constexpr unsigned kMaxWorkers = 1024;
 
-// RFC 9110 §5.6.2 tchar.
-bool is_token_char(char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-        return true;
-    }
-    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
+// RFC 9110 §5.6.2 token.
 bool is_token(std::string_view text) {
-    return !text.empty() && std::all_of(text.begin(), text.end(), is_token_char);
+    return !text.empty() && std::all_of(text.begin(), text.end(), is_tchar);
 }
 
 // "name" or "name/version", both tokens (RFC 9110 §7.8 protocol).
@@ -40,16 +34,6 @@ bool is_protocol(std::string_view text) {
         return is_token(text);
     }
     return is_token(text.substr(0, slash)) && is_token(text.substr(slash + 1));
-}
-
-std::string lower_case(std::string_view text) {
-    std::string out(text);
-    for (char& c : out) {
-        if (c >= 'A' && c <= 'Z') {
-            c = static_cast<char>(c - 'A' + 'a');
-        }
-    }
-    return out;
 }
 
 // An exact host name (letters, digits, '-', '_', non-empty dot-separated labels), an IPv6
@@ -340,7 +324,7 @@ void ConfigReader::read_match(const Entry& entry, RouteMatch& match) {
     const Fields fields = r_.fields(entry.value, {"host", "path_prefix", "upgrade"});
     if (const Entry* e = fields.find("host")) {
         if (auto host = r_.scalar(*e)) {
-            std::string pattern = lower_case(*host);
+            std::string pattern = to_lower(*host);
             if (is_host_pattern(pattern)) {
                 match.host = std::move(pattern);
             } else {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "parser/tokens.hpp"
+
 namespace sy {
 namespace {
 
@@ -9,13 +11,8 @@ char lower(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-bool iequal(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
-}
-
 bool iends_with(std::string_view text, std::string_view suffix) {
-    return text.size() >= suffix.size() && iequal(text.substr(text.size() - suffix.size()), suffix);
+    return text.size() >= suffix.size() && iequals(text.substr(text.size() - suffix.size()), suffix);
 }
 
 // RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ). Returns the length
@@ -91,9 +88,9 @@ bool protocol_matches(std::string_view pattern, std::string_view offered) {
         return true;
     }
     if (pattern.find('/') != std::string_view::npos) {
-        return iequal(pattern, offered);
+        return iequals(pattern, offered);
     }
-    return iequal(pattern, offered.substr(0, offered.find('/')));
+    return iequals(pattern, offered.substr(0, offered.find('/')));
 }
 
 bool host_matches(std::string_view pattern, std::string_view host) {
@@ -108,7 +105,7 @@ bool host_matches(std::string_view pattern, std::string_view host) {
     if (pattern.size() > 2 && pattern.front() == '[' && pattern.back() == ']') {
         pattern = pattern.substr(1, pattern.size() - 2);
     }
-    return iequal(pattern, host);
+    return iequals(pattern, host);
 }
 
 const RouteConfig* match_route(const Config& config, const RouteRequest& request) {

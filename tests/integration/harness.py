@@ -143,6 +143,7 @@ class Proxy:
         self.admin_port = None
         self.proc = None
         self._dir = None
+        self._signalled = False
 
     def __enter__(self):
         if not SWITCHYARD_BIN:
@@ -176,10 +177,15 @@ class Proxy:
     def stdout(self):
         return _read(self.stdout_path)
 
-    def terminate(self):
-        """SIGTERM and wait; returns the exit status (None if it did not exit in time)."""
-        if self.proc.poll() is None:
+    def sigterm(self):
+        """Sends SIGTERM once (a second one may legitimately mean "stop now")."""
+        if not self._signalled and self.proc.poll() is None:
+            self._signalled = True
             self.proc.send_signal(signal.SIGTERM)
+
+    def terminate(self):
+        """SIGTERM (once) and wait; returns the exit status (None if still running)."""
+        self.sigterm()
         try:
             return self.proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -541,6 +547,8 @@ class BackendConnection:
 
     def wait_closed(self, timeout=IO_TIMEOUT):
         """True when the peer closes within `timeout` (bytes arriving meanwhile are kept)."""
+        if self.closed_by_peer:
+            return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -681,6 +689,10 @@ def hang(conn):
     conn.sock.settimeout(30)
     while True:
         conn._recv_more()
+
+
+def passive(conn):
+    """A script that leaves the connection to the test thread (use keep_open=True)."""
 
 
 def main():

@@ -6,7 +6,7 @@ import time
 import unittest
 
 from harness import (Client, Proxy, ScriptedBackend, dead_port, hang, main, make_config,
-                     serve_forever)
+                     passive, serve_forever)
 
 BAD_REQUESTS = {
     "content-length with transfer-encoding":
@@ -22,8 +22,6 @@ BAD_REQUESTS = {
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
     "bare CR":
         b"GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n",
-    "bad chunk size":
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
     "chunked not final":
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n"
         b"0\r\n\r\n",
@@ -57,6 +55,36 @@ class ProxyErrors(unittest.TestCase):
                         c, request + b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400)
             time.sleep(0.1)
             self.assertEqual(be.all_received(), b"")
+            px.assert_idle()
+
+    BAD_CHUNKED = (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                   b"zz\r\nabc\r\n0\r\n\r\n")
+
+    def test_bad_chunk_size_is_400_and_reaches_no_backend(self):
+        """Head and bad chunk in one write: the proxy knows the request is bad before it
+        has anything to send upstream."""
+        with ScriptedBackend() as be, Proxy(make_config([be.address])) as px:
+            with Client(px.port) as c:
+                self.assert_refused_and_closed(c, b"".join(self.BAD_CHUNKED), 400)
+            time.sleep(0.1)
+            self.assertEqual(be.all_received(), b"")
+            px.assert_idle()
+
+    def test_bad_chunk_size_after_the_head_was_forwarded_aborts_upstream(self):
+        """The head went upstream already (streaming): the client gets 400 and close, the
+        backend never sees a complete request and its connection is closed, not reused."""
+        with ScriptedBackend(passive, keep_open=True) as be, \
+                Proxy(make_config([be.address])) as px:
+            with Client(px.port) as c:
+                c.send(self.BAD_CHUNKED[0])
+                be.wait_accepted(1)
+                conn = be.connections[0]
+                head = conn.recv_until(b"\r\n\r\n")
+                self.assertTrue(head.startswith(b"POST / HTTP/1.1\r\n"))
+                self.assert_refused_and_closed(c, self.BAD_CHUNKED[1], 400)
+            self.assertTrue(conn.wait_closed(3.0), "upstream connection kept")
+            self.assertEqual(conn.received, head)
+            px.wait_metric("switchyard_upstream_connections_active", 0)
             px.assert_idle()
 
     def test_no_route_is_404(self):

@@ -35,10 +35,10 @@ struct DriveResult {
     std::size_t upgrades = 0;
 };
 
-// Feeds `input` cut at `cuts` (sorted offsets). Pauses are resumed at once and upgrades
-// declined (resume_after_upgrade), so the whole input is parsed as HTTP.
+// Feeds `input` cut at `cuts` (sorted offsets). Pauses are resumed at once; upgrades
+// stop the drive (stop_at_upgrade) or are declined with resume_after_upgrade.
 inline DriveResult drive(HttpParser& parser, std::string_view input,
-                         const std::vector<std::size_t>& cuts) {
+                         const std::vector<std::size_t>& cuts, bool stop_at_upgrade = false) {
     DriveResult out;
     std::size_t begin = 0;
     std::vector<std::size_t> ends = cuts;
@@ -59,11 +59,23 @@ inline DriveResult drive(HttpParser& parser, std::string_view input,
             } else {
                 out.stops.push_back("upgrade@" + std::to_string(begin));
                 ++out.upgrades;
+                if (stop_at_upgrade) return out;
                 parser.resume_after_upgrade();
             }
         }
     }
     return out;
+}
+
+// A comparable text form of a head.
+inline std::string describe(const MessageHead& h) {
+    std::string s = h.method + "|" + h.target + "|" + std::to_string(h.status) + "|" + h.reason + "|" +
+                    std::to_string(h.http_major) + "." + std::to_string(h.http_minor) +
+                    "|ka=" + std::to_string(h.keep_alive) + "|up=" + std::to_string(h.upgrade) +
+                    "|framing=" + std::to_string(static_cast<int>(h.framing)) +
+                    "|cl=" + std::to_string(h.content_length);
+    for (const HeaderField& f : h.headers) s += "\n" + f.name + ": [" + f.value + "]";
+    return s;
 }
 
 inline std::vector<std::size_t> every_byte(std::size_t n) {

@@ -1,0 +1,109 @@
+// The tunnel: after an accepted 101, raw bytes flow both ways between the client and the
+// upstream connection, never parsed, never changed (upgrade-semantics.md, "The tunnel").
+//
+// One symmetric pump, parameterised by direction: bytes read from side `from` are written
+// to side `1 - from`. It is entered by swapping the streams' read callbacks to the tunnel's
+// (ClientConn and UpstreamConn keep owning their handles and writers). Per direction:
+//   - backpressure: when more than `buffer` bytes are queued toward a side, the other side
+//     is not read; reading resumes once that queue drains to half;
+//   - half-close: EOF from a side becomes a write shutdown toward the other side once what
+//     is queued toward it is written (libuv's uv_shutdown waits for the queue); the other
+//     direction keeps flowing.
+// The tunnel ends when both directions have ended, on a reset or error of either side, after
+// `idle` without a byte either way, or when its owner ends it (shutdown); then the owner
+// closes both connections and writes the access-log record.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include <uv.h>
+
+#include "proxy/stream_writer.hpp"
+#include "routing/config.hpp"
+
+namespace sy {
+
+class Tunnel;
+
+class TunnelOwner {
+public:
+    virtual ~TunnelOwner() = default;
+    // Shut down writing toward `side` (0 = client, 1 = upstream); answer with
+    // Tunnel::on_shutdown_done.
+    virtual void tunnel_shutdown(int side) = 0;
+    // The tunnel ended; `how` is a short word for the access log. Called once.
+    virtual void tunnel_ended(const char* how) = 0;
+};
+
+class Tunnel {
+public:
+    enum Side { kClient = 0, kUpstream = 1 };
+
+    struct Endpoint {
+        uv_stream_t* stream = nullptr;
+        StreamWriter* writer = nullptr;  // writes toward this side
+    };
+
+    Tunnel(uv_loop_t* loop, TunnelOwner& owner, Endpoint client, Endpoint upstream, char* read_buffer,
+           std::size_t read_buffer_size, std::size_t buffer, Millis idle);
+    ~Tunnel();
+    Tunnel(const Tunnel&) = delete;
+    Tunnel& operator=(const Tunnel&) = delete;
+
+    // Hands over the bytes already read at the switch, in order (`to_upstream`: what the
+    // client sent after its request; `to_client`: what the upstream sent after its 101 head),
+    // then starts reading both sides.
+    void start(std::string_view to_upstream, std::string_view to_client);
+
+    // Events the owner forwards from the writers and its shutdown requests.
+    void on_writer_drained(Side side);
+    void on_writer_failed(Side side, int status);
+    void on_shutdown_done(Side side, int status);
+
+    // Ends the tunnel now (e.g. shutdown's drain deadline). Idempotent.
+    void end(const char* how);
+    bool ended() const { return ended_; }
+
+    // Bytes that went from `side` to the other side.
+    std::uint64_t bytes_from(Side side) const { return dirs_[side].bytes; }
+    std::uint64_t started_ms() const { return started_ms_; }
+
+private:
+    // One direction: bytes read from `from` written toward the other side.
+    struct Direction {
+        bool reading = false;   // reading `from` is started
+        bool eof = false;       // `from` sent EOF
+        bool shutdown_requested = false;
+        bool done = false;      // EOF forwarded as a shutdown toward the other side
+        std::uint64_t bytes = 0;
+    };
+
+    static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
+    static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+    static void on_idle_timer(uv_timer_t* timer);
+    static void on_timer_closed(uv_handle_t* handle);
+
+    Side side_of(uv_stream_t* stream) const { return stream == ends_[kClient].stream ? kClient : kUpstream; }
+    void pump(Side from, const char* data, std::size_t len);
+    void set_reading(Side from, bool on);
+    void update_reading(Side from);
+    void on_eof(Side from);
+
+    uv_loop_t* loop_;
+    TunnelOwner& owner_;
+    std::array<Endpoint, 2> ends_;
+    std::array<Direction, 2> dirs_;  // indexed by the side read from
+    char* read_buffer_;
+    std::size_t read_buffer_size_;
+    std::size_t buffer_;
+    Millis idle_;
+    uv_timer_t* timer_ = nullptr;  // heap: its close may complete after the tunnel is gone
+    std::uint64_t last_activity_ms_ = 0;
+    std::uint64_t started_ms_ = 0;
+    bool ended_ = false;
+};
+
+}  // namespace sy

@@ -1,0 +1,297 @@
+// The upgrade policy (../shared/design/upgrade-semantics.md, "Request side" and
+// "Response side"). Pure functions of their arguments: no I/O.
+#include "routing/upgrade_policy.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <iterator>
+#include <utility>
+#include <string_view>
+
+#include "parser/tokens.hpp"
+#include "routing/route_match.hpp"
+
+namespace sy {
+namespace {
+
+constexpr std::string_view kWebSocketGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+std::string_view protocol_name(std::string_view protocol) {
+    return protocol.substr(0, protocol.find('/'));
+}
+
+bool is_token(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
+}
+
+// RFC 9110 §7.8: protocol = protocol-name ["/" protocol-version], both tokens. Anything
+// else in an Upgrade list (quoted strings, inner spaces, "a/b/c") is never allowed nor
+// accepted, whatever the allow list says.
+bool is_protocol(std::string_view s) {
+    const std::size_t slash = s.find('/');
+    if (slash == std::string_view::npos) return is_token(s);
+    return is_token(s.substr(0, slash)) && is_token(s.substr(slash + 1));
+}
+
+bool is_h2c(std::string_view protocol) { return iequals(protocol_name(protocol), "h2c"); }
+bool is_websocket(std::string_view protocol) {
+    return iequals(protocol_name(protocol), "websocket");
+}
+
+// Is `protocol` allowed by the route's allow list? "*" allows anything except h2c, which
+// is forwarded only when named ("h2c" or "h2c/..."): a blind h2c pass-through lets a
+// client tunnel past the proxy's routing and access rules ("h2c smuggling").
+bool allowed(const std::vector<std::string>& allow, std::string_view protocol) {
+    if (!is_protocol(protocol)) return false;
+    return std::any_of(allow.begin(), allow.end(), [&](const std::string& pattern) {
+        if (pattern == "*") return !is_h2c(protocol);
+        return protocol_matches(pattern, protocol);
+    });
+}
+
+std::string join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const std::string& item : items) {
+        if (!out.empty()) out += ", ";
+        out += item;
+    }
+    return out;
+}
+
+std::vector<std::string> to_strings(const std::vector<std::string_view>& views) {
+    return {views.begin(), views.end()};
+}
+
+bool connection_has_upgrade(const HeaderList& headers) {
+    return std::any_of(headers.begin(), headers.end(), [](const HeaderField& field) {
+        return iequals(field.name, "Connection") && list_has_token(field.value, "upgrade");
+    });
+}
+
+// RFC 9110 §7.8: only HTTP/1.1 (and later) requests can upgrade; a server must ignore
+// Upgrade in an HTTP/1.0 request. The "upgrade" token must be in Connection (§7.6.1).
+bool is_upgrade_request(const MessageHead& request) {
+    const bool http11 = request.http_major > 1 || (request.http_major == 1 && request.http_minor >= 1);
+    return http11 && count_fields(request.headers, "Upgrade") > 0 &&
+           connection_has_upgrade(request.headers);
+}
+
+int base64_value(char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+// RFC 6455 §4.1: the key is a base64-encoded 16-byte nonce, so exactly 24 characters of
+// strict base64 (RFC 4648 §4): 22 alphabet characters then "==", the unused low 4 bits of
+// the last one zero (RFC 4648 §3.5, canonical encoding).
+bool is_websocket_key(std::string_view key) {
+    if (key.size() != 24 || key.substr(22) != "==") return false;
+    for (std::size_t i = 0; i < 22; ++i) {
+        if (base64_value(key[i]) < 0) return false;
+    }
+    if ((base64_value(key[21]) & 0x0f) != 0) return false;
+    std::array<unsigned char, 18> decoded{};  // EVP_DecodeBlock counts the padding bytes too
+    const int n = EVP_DecodeBlock(decoded.data(), reinterpret_cast<const unsigned char*>(key.data()),
+                                  static_cast<int>(key.size()));
+    return n == 18;
+}
+
+UpgradeDecision respond(UpgradeDecision decision, int status, std::string reason) {
+    decision.kind = UpgradeDecision::Kind::respond;
+    decision.status = status;
+    decision.close = false;
+    decision.reason = std::move(reason);
+    decision.forwarded.clear();
+    decision.upstream_fields.clear();
+    decision.websocket_accept.clear();
+    return decision;
+}
+
+// A malformed WebSocket handshake: 400, and the connection closes, so frames the client
+// may have sent optimistically behind the request are never parsed as HTTP.
+UpgradeDecision bad_handshake(UpgradeDecision decision, const std::string& what) {
+    decision = respond(std::move(decision), 400, what);
+    decision.close = true;
+    decision.response_body = "400 Bad Request: " + what + "\n";
+    return decision;
+}
+
+// RFC 6455 §4.2.1 / §4.4, applied when websocket is forwarded: method, then key, then
+// version. Fills websocket_accept, or turns the decision into a 400 / 426.
+UpgradeDecision apply_websocket_profile(UpgradeDecision decision, const MessageHead& request) {
+    if (request.method != "GET") {
+        return bad_handshake(std::move(decision), "WebSocket handshake must use GET");
+    }
+    const std::size_t keys = count_fields(request.headers, "Sec-WebSocket-Key");
+    if (keys != 1) {
+        return bad_handshake(std::move(decision), std::string(keys == 0 ? "missing" : "duplicate") +
+                                                      " Sec-WebSocket-Key");
+    }
+    const std::string_view key = trim_ows(find_field(request.headers, "Sec-WebSocket-Key")->value);
+    if (!is_websocket_key(key)) {
+        return bad_handshake(std::move(decision), "invalid Sec-WebSocket-Key");
+    }
+    const HeaderField* version = find_field(request.headers, "Sec-WebSocket-Version");
+    if (count_fields(request.headers, "Sec-WebSocket-Version") != 1 ||
+        trim_ows(version->value) != "13") {
+        // §4.4: answer 426 naming the version we speak; the connection stays usable.
+        decision = respond(std::move(decision), 426,
+                           version == nullptr ? "missing Sec-WebSocket-Version"
+                                              : "unsupported Sec-WebSocket-Version");
+        decision.response_fields = {{"Sec-WebSocket-Version", "13"}};
+        decision.response_body = "426 Upgrade Required: Sec-WebSocket-Version 13\n";
+        return decision;
+    }
+    decision.websocket_accept = websocket_accept_for(key);
+    return decision;
+}
+
+}  // namespace
+
+UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
+    UpgradeDecision decision;
+    const bool upgrade_request = is_upgrade_request(request);
+    if (upgrade_request) {
+        decision.offer = to_strings(collect_list(request.headers, "Upgrade"));
+        const bool h2c_settings_ok = count_fields(request.headers, "HTTP2-Settings") == 1;
+        for (const std::string& protocol : decision.offer) {
+            // RFC 7540 §3.2.1: no upgrade to h2c without exactly one HTTP2-Settings.
+            if (is_h2c(protocol) && !h2c_settings_ok) continue;
+            if (allowed(rule.allow, protocol)) decision.forwarded.push_back(protocol);
+        }
+    }
+
+    if (!decision.forwarded.empty()) {
+        decision.kind = UpgradeDecision::Kind::forward;
+        decision.reason = "upgrade forwarded: " + join(decision.forwarded);
+        if (std::any_of(decision.forwarded.begin(), decision.forwarded.end(),
+                        [](const std::string& p) { return is_websocket(p); })) {
+            decision = apply_websocket_profile(std::move(decision), request);
+            if (decision.kind != UpgradeDecision::Kind::forward) return decision;
+        }
+        const bool h2c = std::any_of(decision.forwarded.begin(), decision.forwarded.end(),
+                                     [](const std::string& p) { return is_h2c(p); });
+        if (h2c) {
+            decision.upstream_fields.push_back(
+                {"HTTP2-Settings", find_field(request.headers, "HTTP2-Settings")->value});
+        }
+        decision.upstream_fields.push_back({"Upgrade", join(decision.forwarded)});
+        decision.upstream_fields.push_back(
+            {"Connection", h2c ? "Upgrade, HTTP2-Settings" : "Upgrade"});
+        return decision;
+    }
+
+    if (upgrade_request && rule.on_disallowed == OnDisallowed::reject) {
+        // Answer and close: whatever the client sent optimistically behind the request is
+        // never parsed (upgrade-semantics.md, "reject").
+        const std::string refused = decision.offer.empty() ? "(empty offer)" : join(decision.offer);
+        decision = respond(std::move(decision), 403, "upgrade refused: " + refused);
+        decision.close = true;
+        decision.response_body = "upgrade refused: " + refused + "\n";
+        return decision;
+    }
+
+    if (rule.require) {
+        // RFC 9110 §15.5.22: a 426 names the protocols to switch to in Upgrade. "*" names
+        // no protocol, so it is left out; with nothing left the field is omitted.
+        std::vector<std::string> names;
+        std::copy_if(rule.allow.begin(), rule.allow.end(), std::back_inserter(names),
+                     [](const std::string& p) { return p != "*"; });
+        decision = respond(std::move(decision), 426,
+                           upgrade_request ? "upgrade required (offer not allowed)"
+                                           : "upgrade required");
+        if (!names.empty()) {
+            decision.response_fields = {{"Upgrade", join(names)}, {"Connection", "Upgrade"}};
+        }
+        decision.response_body = "426 Upgrade Required\n";
+        return decision;
+    }
+
+    if (upgrade_request) {
+        decision.kind = UpgradeDecision::Kind::strip;
+        decision.reason = "upgrade stripped: " +
+                          (decision.offer.empty() ? std::string("(empty offer)") : join(decision.offer));
+        return decision;
+    }
+    decision.kind = UpgradeDecision::Kind::plain;
+    return decision;
+}
+
+SwitchVerdict validate_switch(const UpgradeDecision& decision, const MessageHead& response) {
+    SwitchVerdict verdict;
+    if (decision.kind != UpgradeDecision::Kind::forward) {
+        verdict.reason = "unsolicited 101";
+        return verdict;
+    }
+    if (response.status != 101) {
+        verdict.reason = "not a 101";
+        return verdict;
+    }
+    if (count_fields(response.headers, "Upgrade") == 0) {
+        verdict.reason = "101 without Upgrade";
+        return verdict;
+    }
+    const std::vector<std::string> protocols = to_strings(collect_list(response.headers, "Upgrade"));
+    if (protocols.empty()) {
+        verdict.reason = "101 with an empty Upgrade";
+        return verdict;
+    }
+    bool websocket = false;
+    for (const std::string& protocol : protocols) {
+        // "*" is our allow-list wildcard, not a protocol: it must not match through
+        // protocol_matches.
+        const bool offered =
+            is_protocol(protocol) && protocol != "*" &&
+            std::any_of(decision.forwarded.begin(), decision.forwarded.end(),
+                        [&](const std::string& f) { return protocol_matches(protocol, f); });
+        if (!offered) {
+            verdict.reason = "101 names protocol '" + protocol + "' that was not offered";
+            return verdict;
+        }
+        websocket = websocket || is_websocket(protocol);
+    }
+    if (websocket) {
+        // RFC 6455 §4.1 (client side, which the proxy enforces for its client): exactly
+        // one Sec-WebSocket-Accept, equal to the value computed from the key.
+        const HeaderField* accept = find_field(response.headers, "Sec-WebSocket-Accept");
+        if (decision.websocket_accept.empty() ||
+            count_fields(response.headers, "Sec-WebSocket-Accept") != 1 ||
+            trim_ows(accept->value) != decision.websocket_accept) {
+            verdict.reason = "bad Sec-WebSocket-Accept";
+            return verdict;
+        }
+    }
+    verdict.accept = true;
+    verdict.protocols = protocols;
+    return verdict;
+}
+
+std::string filter_upgrade_field(const MessageHead& response, const UpgradeConfig& rule) {
+    std::vector<std::string> kept;
+    for (std::string_view protocol : collect_list(response.headers, "Upgrade")) {
+        if (allowed(rule.allow, protocol)) kept.emplace_back(protocol);
+    }
+    return join(kept);
+}
+
+std::string websocket_accept_for(std::string_view key) {
+    std::string input(key);
+    input += kWebSocketGuid;
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    unsigned int digest_len = 0;
+    if (EVP_Digest(input.data(), input.size(), digest.data(), &digest_len, EVP_sha1(), nullptr) != 1) {
+        return {};  // only on allocation failure inside OpenSSL; an empty value never matches
+    }
+    std::array<unsigned char, 4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1> encoded{};
+    const int n = EVP_EncodeBlock(encoded.data(), digest.data(), static_cast<int>(digest_len));
+    return std::string(reinterpret_cast<const char*>(encoded.data()), static_cast<std::size_t>(n));
+}
+
+}  // namespace sy
