@@ -306,6 +306,11 @@ void ClientConn::start_exchange() {
         respond_local(400, false, "missing or repeated Host");
         return;
     }
+    if (req_.method == "CONNECT") {
+        // A reverse proxy has no business opening arbitrary tunnels.
+        respond_local(405, false, "CONNECT", {{"Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"}});
+        return;
+    }
     TargetParts target = split_target(req_.target);
     RouteRequest route_request;
     route_request.host = target.host;  // absolute-form wins (RFC 9112 §3.2.2)
@@ -319,11 +324,6 @@ void ClientConn::start_exchange() {
     route_ = match_route(config, route_request);
     if (route_ == nullptr) {
         respond_local(404, true, "no route");
-        return;
-    }
-    if (req_.method == "CONNECT") {
-        // A reverse proxy has no business opening arbitrary tunnels.
-        respond_local(405, false, "CONNECT", {{"Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"}});
         return;
     }
     decision_ = decide(req_, route_->upgrade);

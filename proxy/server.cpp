@@ -21,21 +21,37 @@ struct MainLoop {
     uv_loop_t loop{};
     uv_signal_t sigint{};
     uv_signal_t sigterm{};
+    uv_timer_t drain_watch{};  // polls the workers after the first signal
     std::vector<std::unique_ptr<Worker>>* workers = nullptr;
     AdminServer* admin = nullptr;
     bool stopping = false;
 };
 
+// First SIGINT/SIGTERM: drain (in-flight exchanges finish, tunnels get
+// timeouts.shutdown_drain). A second one: close everything now. Either way the exit is 0.
 void on_signal(uv_signal_t* handle, int signum) {
     auto* main = static_cast<MainLoop*>(handle->data);
-    if (main->stopping) return;
+    const char* name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (main->stopping) {
+        log_info("%s again: closing every connection now", name);
+        for (auto& worker : *main->workers) worker->request_drain(true);
+        return;
+    }
     main->stopping = true;
-    log_info("%s: draining", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    log_info("%s: draining", name);
     for (auto& worker : *main->workers) worker->request_drain();
-    // The main loop ends once its own handles are closed; the workers are joined after.
-    uv_close(reinterpret_cast<uv_handle_t*>(&main->sigint), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&main->sigterm), nullptr);
     if (main->admin != nullptr) main->admin->close();
+    // The signal handles stay active (for a second signal) until the workers are done.
+    main->drain_watch.data = main;
+    uv_timer_start(&main->drain_watch, [](uv_timer_t* t) {
+        auto* m = static_cast<MainLoop*>(t->data);
+        for (auto& worker : *m->workers) {
+            if (!worker->finished()) return;
+        }
+        uv_close(reinterpret_cast<uv_handle_t*>(&m->sigint), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&m->sigterm), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&m->drain_watch), nullptr);
+    }, 10, 10);
 }
 
 // One listening socket per (listener, worker). Port 0 is resolved by the first worker's
@@ -112,6 +128,7 @@ int run_server(const Config& config) {
         workers.push_back(std::make_unique<Worker>(config, w, std::move(fds[w]), access_log));
     }
     main.workers = &workers;
+    uv_timer_init(&main.loop, &main.drain_watch);
     uv_signal_init(&main.loop, &main.sigint);
     uv_signal_init(&main.loop, &main.sigterm);
     main.sigint.data = &main;

@@ -48,7 +48,10 @@ void Worker::join() {
     if (thread_.joinable()) thread_.join();
 }
 
-void Worker::request_drain() { uv_async_send(&drain_async_); }
+void Worker::request_drain(bool now) {
+    if (now) drain_now_.store(true);
+    uv_async_send(&drain_async_);
+}
 
 void Worker::run() {
     for (auto& listener : listeners_) {
@@ -56,6 +59,7 @@ void Worker::run() {
         if (r != 0) log_error("worker %u: listen failed: %s", id_, uv_strerror(r));
     }
     uv_run(&loop_, UV_RUN_DEFAULT);
+    loop_done_.store(true);
 }
 
 void Worker::on_connection(uv_stream_t* server, int status) {
@@ -83,7 +87,11 @@ void Worker::remove_client(ClientConn* conn) {
     maybe_finish();
 }
 
-void Worker::on_drain_async(uv_async_t* async) { static_cast<Worker*>(async->data)->begin_drain(); }
+void Worker::on_drain_async(uv_async_t* async) {
+    auto* self = static_cast<Worker*>(async->data);
+    self->begin_drain();
+    if (self->drain_now_.load()) self->close_all();
+}
 
 void Worker::begin_drain() {
     if (draining_) return;
@@ -101,7 +109,12 @@ void Worker::begin_drain() {
 void Worker::on_drain_deadline(uv_timer_t* timer) {
     auto* self = static_cast<Worker*>(timer->data);
     log_info("worker %u: shutdown_drain passed, closing %zu connections", self->id_, self->clients_.size());
-    std::vector<ClientConn*> clients = self->clients_;
+    self->close_all();
+}
+
+void Worker::close_all() {
+    if (finished_) return;
+    std::vector<ClientConn*> clients = clients_;
     for (ClientConn* conn : clients) conn->close();
 }
 

@@ -2,6 +2,7 @@
 // workers through SO_REUSEPORT), its client connections and its upstream pools.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <thread>
@@ -28,8 +29,8 @@ public:
     void start();  // runs the loop on a new thread
     void join();
     // Thread-safe: stop accepting, let in-flight exchanges finish, close everything by
-    // timeouts.shutdown_drain.
-    void request_drain();
+    // timeouts.shutdown_drain. With `now`, close everything at once (a second signal).
+    void request_drain(bool now = false);
 
     uv_loop_t* loop() { return &loop_; }
     const Config& config() const { return config_; }
@@ -37,6 +38,8 @@ public:
     AccessLog& access_log() { return access_log_; }
     UpstreamPool& pool(std::size_t upstream_index) { return *pools_[upstream_index]; }
     bool draining() const { return draining_; }
+    // Thread-safe: the worker's loop has nothing left to run (after a drain).
+    bool finished() const { return loop_done_.load(); }
 
     // The loop's shared read buffer: every read callback consumes its bytes before
     // returning, so one buffer serves every connection of the loop and an idle connection
@@ -59,6 +62,7 @@ private:
     static void on_connection(uv_stream_t* server, int status);
     static void on_drain_async(uv_async_t* async);
     static void on_drain_deadline(uv_timer_t* timer);
+    void close_all();
     void run();
     void begin_drain();
     void maybe_finish();
@@ -74,6 +78,8 @@ private:
     std::vector<ClientConn*> clients_;
     std::unique_ptr<char[]> read_buffer_;
     std::thread thread_;
+    std::atomic<bool> drain_now_{false};
+    std::atomic<bool> loop_done_{false};
     bool draining_ = false;
     bool finished_ = false;
 };
