@@ -68,16 +68,6 @@ std::string peer_ip(const uv_tcp_t* tcp) {
     return buf;
 }
 
-// upgrade-semantics.md, "Words": HTTP/1.1 (not 1.0), an Upgrade field and the token
-// "upgrade" in Connection.
-bool is_upgrade_request(const MessageHead& req) {
-    if (req.is_http10() || find_field(req.headers, "upgrade") == nullptr) return false;
-    for (const HeaderField& f : req.headers) {
-        if (iequals(f.name, "connection") && list_has_token(f.value, "upgrade")) return true;
-    }
-    return false;
-}
-
 }  // namespace
 
 ClientConn::ClientConn(Worker& worker)

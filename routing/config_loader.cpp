@@ -384,6 +384,14 @@ void ConfigReader::read_upgrade(const Entry& entry, UpgradeConfig& upgrade) {
     if (const Entry* e = fields.find("require")) {
         if (auto value = r_.boolean(*e)) {
             upgrade.require = *value;
+            // RFC 9110 §15.5.22: a 426 must name the protocols to switch to in Upgrade.
+            bool names_protocol = std::any_of(upgrade.allow.begin(), upgrade.allow.end(),
+                                              [](const std::string& p) { return p != "*"; });
+            if (*value && !names_protocol) {
+                r_.error(e->value_mark(),
+                         "require: true needs at least one protocol named in upgrade.allow "
+                         "(a 426 must tell the client what to upgrade to)");
+            }
         }
     }
 }

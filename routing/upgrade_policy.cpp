@@ -71,13 +71,6 @@ bool connection_has_upgrade(const HeaderList& headers) {
     });
 }
 
-// RFC 9110 §7.8: only HTTP/1.1 (and later) requests can upgrade; a server must ignore
-// Upgrade in an HTTP/1.0 request. The "upgrade" token must be in Connection (§7.6.1).
-bool is_upgrade_request(const MessageHead& request) {
-    const bool http11 = request.http_major > 1 || (request.http_major == 1 && request.http_minor >= 1);
-    return http11 && count_fields(request.headers, "Upgrade") > 0 &&
-           connection_has_upgrade(request.headers);
-}
 
 int base64_value(char c) {
     if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -154,6 +147,14 @@ UpgradeDecision apply_websocket_profile(UpgradeDecision decision, const MessageH
 }
 
 }  // namespace
+
+// RFC 9110 §7.8: only HTTP/1.1 (and later) requests can upgrade; a server must ignore
+// Upgrade in an HTTP/1.0 request. The "upgrade" token must be in Connection (§7.6.1).
+bool is_upgrade_request(const MessageHead& request) {
+    const bool http11 = request.http_major > 1 || (request.http_major == 1 && request.http_minor >= 1);
+    return http11 && count_fields(request.headers, "Upgrade") > 0 &&
+           connection_has_upgrade(request.headers);
+}
 
 UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
     UpgradeDecision decision;

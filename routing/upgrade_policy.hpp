@@ -43,6 +43,10 @@ struct UpgradeDecision {
     std::string reason;           // for logs
 };
 
+// upgrade-semantics.md, "Words": an HTTP/1.1 (not 1.0) request with an Upgrade field and
+// the token "upgrade" in its Connection field(s).
+bool is_upgrade_request(const MessageHead& request);
+
 // Decides for `request` on a route with `rule` (upgrade-semantics.md, "Request side").
 UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule);
 

@@ -194,6 +194,13 @@ TEST_CASE("config errors: wrong types") {
          {"4:20: invalid value 'yes' for 'via' (expected true or false)"}},
         {"require boolean", kListen + kUpstreams + "routes: [{ upstream: app, upgrade: { require: 1 } }]\n",
          {"3:47: invalid value '1' for 'require' (expected true or false)"}},
+        {"require without a named protocol",
+         kListen + kUpstreams + "routes: [{ upstream: app, upgrade: { allow: ['*'], require: true } }]\n",
+         {"3:61: require: true needs at least one protocol named in upgrade.allow (a 426 must tell the "
+          "client what to upgrade to)"}},
+        {"require with an empty allow list", kListen + kUpstreams + "routes: [{ upstream: app, upgrade: { require: true } }]\n",
+         {"3:47: require: true needs at least one protocol named in upgrade.allow (a 426 must tell the "
+          "client what to upgrade to)"}},
     });
 }
 
