@@ -36,7 +36,7 @@ std::size_t UpstreamPool::pick(const std::vector<bool>& tried) {
         for (std::size_t k = 0; k < n; ++k) {
             std::size_t i = (next_ + k) % n;
             if (tried[i]) continue;
-            if (pass == 0 && cooling_down(servers_[i], now)) continue;
+            if (pass == 0 && avoid(servers_[i], now)) continue;
             if (config_.balance == Balance::round_robin) {
                 best = i;
                 break;
@@ -79,6 +79,13 @@ void UpstreamPool::record_connect_result(std::size_t server, bool ok) {
     if (++s.consecutive_fails >= config_.health.max_fails) {
         s.cooldown_until_ms = worker_.now_ms() + static_cast<std::uint64_t>(config_.health.cooldown.count());
     }
+}
+
+bool UpstreamPool::set_check_result(std::size_t server, bool up) {
+    Server& s = servers_[server];
+    bool changed = s.check_down == up;
+    s.check_down = !up;
+    return changed;
 }
 
 void UpstreamPool::on_conn_busy(UpstreamConn* conn) { servers_[conn->server()].busy++; }

@@ -26,8 +26,9 @@ public:
     UpstreamPool(const UpstreamPool&) = delete;
     UpstreamPool& operator=(const UpstreamPool&) = delete;
 
-    // The next server to try, skipping those in `tried` and those cooling down after
-    // max_fails connect failures (unless every untried server is cooling down).
+    // The next server to try, skipping those in `tried`, those cooling down after max_fails
+    // connect failures and those the active check found down (unless every untried server
+    // is one of those).
     std::size_t pick(const std::vector<bool>& tried);
 
     // A connection to `server` for `events`: an idle pooled one (already connected; the
@@ -35,6 +36,8 @@ public:
     UpstreamConn* acquire(std::size_t server, UpstreamEvents& events, bool* connected);
 
     void record_connect_result(std::size_t server, bool ok);
+    // The active health check's verdict; true when it changed.
+    bool set_check_result(std::size_t server, bool up);
 
     const UpstreamConfig& config() const { return config_; }
     const sockaddr* address(std::size_t server) const;
@@ -51,6 +54,7 @@ private:
         std::uint32_t consecutive_fails = 0;
         std::uint64_t cooldown_until_ms = 0;
         std::uint32_t busy = 0;
+        bool check_down = false;  // the active health check failed
     };
 
     // Called by UpstreamConn.
@@ -58,6 +62,7 @@ private:
     void on_conn_busy(UpstreamConn* conn);       // idle -> busy
     void on_conn_closed(UpstreamConn* conn, bool was_idle, bool was_counted_busy);
     bool cooling_down(const Server& s, std::uint64_t now) const;
+    bool avoid(const Server& s, std::uint64_t now) const { return s.check_down || cooling_down(s, now); }
 
     Worker& worker_;
     const UpstreamConfig& config_;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "proxy/client_conn.hpp"
+#include "proxy/health_check.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/net.hpp"
@@ -32,6 +33,10 @@ Worker::Worker(const Config& config, unsigned id, std::vector<int> listen_fds, A
     }
     for (const UpstreamConfig& upstream : config.upstreams) {
         pools_.push_back(std::make_unique<UpstreamPool>(*this, upstream, resolve_servers(upstream)));
+        if (upstream.health.check) {
+            checkers_.push_back(std::make_unique<HealthChecker>(&loop_, *pools_.back(), *upstream.health.check,
+                                                                config.timeouts.upstream_connect));
+        }
     }
 }
 
@@ -58,6 +63,7 @@ void Worker::run() {
         int r = uv_listen(reinterpret_cast<uv_stream_t*>(&listener->tcp), 511, &Worker::on_connection);
         if (r != 0) log_error("worker %u: listen failed: %s", id_, uv_strerror(r));
     }
+    for (auto& checker : checkers_) checker->start();
     uv_run(&loop_, UV_RUN_DEFAULT);
     loop_done_.store(true);
 }
@@ -98,6 +104,7 @@ void Worker::begin_drain() {
     draining_ = true;
     for (auto& listener : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(&listener->tcp), nullptr);
     for (auto& pool : pools_) pool->close_idle();
+    for (auto& checker : checkers_) checker->stop();
     // begin_drain may close connections, which edits clients_: iterate over a copy.
     std::vector<ClientConn*> clients = clients_;
     for (ClientConn* conn : clients) conn->begin_drain();

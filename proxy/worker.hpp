@@ -16,6 +16,7 @@ namespace sy {
 
 class AccessLog;
 class ClientConn;
+class HealthChecker;
 class UpstreamPool;
 
 class Worker {
@@ -75,6 +76,7 @@ private:
     uv_timer_t drain_timer_{};
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::vector<std::unique_ptr<UpstreamPool>> pools_;
+    std::vector<std::unique_ptr<HealthChecker>> checkers_;
     std::vector<ClientConn*> clients_;
     std::unique_ptr<char[]> read_buffer_;
     std::thread thread_;

@@ -164,8 +164,11 @@ class BConn final : public Handler {
       }
       std::size_t body = h.content_length > 0 ? static_cast<std::size_t>(h.content_length) : 0;
       if (in_.size() < h.head_len + body) return true;
-      std::string rest = in_.substr(h.head_len + body);
-      in_.swap(rest);
+      if (in_.size() == h.head_len + body) {
+        in_.clear();
+      } else {
+        in_.erase(0, h.head_len + body);
+      }
       if (!respond(h)) return true;
       if (mode_ != Mode::Http) {
         std::string leftover;
