@@ -58,7 +58,12 @@ bool is_host_pattern(std::string_view pattern) {
 }
 
 std::string quoted(std::string_view text) {
-    return "'" + std::string(text) + "'";
+    std::string out;
+    out.reserve(text.size() + 2);
+    out += '\'';
+    out += text;
+    out += '\'';
+    return out;
 }
 
 // Reads one section into `config`. Each takes the section's entry in its parent map.
