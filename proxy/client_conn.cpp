@@ -11,6 +11,7 @@
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/upstream_pool.hpp"
+#include "proxy/uv_util.hpp"
 #include "proxy/worker.hpp"
 #include "routing/route_match.hpp"
 #include "routing/upgrade_policy.hpp"
@@ -70,19 +71,23 @@ std::string peer_ip(const uv_tcp_t* tcp) {
 
 }  // namespace
 
+ClientConn::Http::Http(ClientConn& conn, const Config& config)
+    : req_parser(HttpParser::Kind::request, conn, parser_limits(config)),
+      resp_handler(conn),
+      resp_parser(HttpParser::Kind::response, resp_handler, response_limits(config)) {}
+
 ClientConn::ClientConn(Worker& worker)
     : worker_(worker),
+      timer_(new uv_timer_t),
+      up_timer_(new uv_timer_t),
       out_(reinterpret_cast<uv_stream_t*>(&tcp_), *this),
-      req_parser_(HttpParser::Kind::request, *this, parser_limits(worker.config())),
-      resp_handler_(*this),
-      resp_parser_(HttpParser::Kind::response, resp_handler_, response_limits(worker.config())) {
+      http_(std::make_unique<Http>(*this, worker.config())) {
     uv_tcp_init(worker.loop(), &tcp_);
-    uv_timer_init(worker.loop(), &timer_);
-    uv_timer_init(worker.loop(), &up_timer_);
+    uv_timer_init(worker.loop(), timer_);
+    uv_timer_init(worker.loop(), up_timer_);
     tcp_.data = this;
-    timer_.data = this;
-    up_timer_.data = this;
-    open_handles_ = 3;
+    timer_->data = this;
+    up_timer_->data = this;
     worker.add_client(this);
     g_metrics.connections_active.fetch_add(1, std::memory_order_relaxed);
     g_metrics.connections_total.fetch_add(1, std::memory_order_relaxed);
@@ -99,7 +104,7 @@ void ClientConn::accept(uv_stream_t* server) {
         return;
     }
     uv_tcp_nodelay(&tcp_, 1);
-    client_ip_ = peer_ip(&tcp_);
+    http_->client_ip = peer_ip(&tcp_);
     start_timer(worker_.config().timeouts.request_header);
     update_reading();
 }
@@ -132,8 +137,8 @@ void ClientConn::update_reading() {
     } else {
         // Unparsed bytes are bounded: a partial head by the header limit (plus one read),
         // bytes held behind a forwarded upgrade request by tunnel.buffer.
-        std::size_t unparsed = in_.size() - in_pos_;
-        std::size_t bound = decision_.kind == UpgradeDecision::Kind::forward && req_state_ == ReqState::complete
+        std::size_t unparsed = http_->in.size() - http_->in_pos;
+        std::size_t bound = http_->decision.kind == UpgradeDecision::Kind::forward && req_state_ == ReqState::complete
                                 ? worker_.config().tunnel.buffer
                                 : worker_.config().limits.max_header_bytes + Worker::kReadBufferSize;
         want = unparsed < bound &&
@@ -171,11 +176,11 @@ void ClientConn::on_client_bytes(const char* data, std::size_t len) {
         set_req_state(ReqState::head);
         start_timer(worker_.config().timeouts.request_header);
     }
-    if (in_pos_ == in_.size()) {
-        in_.clear();
-        in_pos_ = 0;
+    if (http_->in_pos == http_->in.size()) {
+        http_->in.clear();
+        http_->in_pos = 0;
     }
-    in_.append(data, len);
+    http_->in.append(data, len);
     process_input();
 }
 
@@ -222,10 +227,10 @@ void ClientConn::process_input() {
         }
         // idle, head or body: the parser may run. A 0-byte feed still completes a
         // message that ends at its head.
-        std::size_t avail = in_.size() - in_pos_;
+        std::size_t avail = http_->in.size() - http_->in_pos;
         if (avail == 0 && req_state_ != ReqState::body) break;
-        HttpParser::Result r = req_parser_.feed(in_.data() + in_pos_, avail);
-        in_pos_ += r.consumed;
+        HttpParser::Result r = http_->req_parser.feed(http_->in.data() + http_->in_pos, avail);
+        http_->in_pos += r.consumed;
         bytes_in_ += r.consumed;
         if (r.status == HttpParser::Status::error) {
             SY_TRACE("client %p parse error: %s", static_cast<void*>(this), r.reason);
@@ -243,12 +248,13 @@ void ClientConn::process_input() {
     }
     in_process_input_ = false;
     if (up_ != nullptr) up_->writer().uncork();
-    if (in_pos_ > 0 && in_pos_ == in_.size()) {
-        in_.clear();
-        in_pos_ = 0;
-    } else if (in_pos_ > Worker::kReadBufferSize) {
-        in_.erase(0, in_pos_);
-        in_pos_ = 0;
+    if (http_ == nullptr) return;  // became a tunnel
+    if (http_->in_pos > 0 && http_->in_pos == http_->in.size()) {
+        http_->in.clear();
+        http_->in_pos = 0;
+    } else if (http_->in_pos > Worker::kReadBufferSize) {
+        http_->in.erase(0, http_->in_pos);
+        http_->in_pos = 0;
     }
     update_reading();
 }
@@ -258,8 +264,8 @@ void ClientConn::process_input() {
 
 HttpParser::AfterHead ClientConn::on_head(MessageHead& head) {
     g_metrics.requests_total.fetch_add(1, std::memory_order_relaxed);
-    uv_timer_stop(&timer_);
-    req_ = std::move(head);
+    uv_timer_stop(timer_);
+    http_->req = std::move(head);
     exchange_start_ms_ = worker_.now_ms();
     bytes_out_mark_ = out_.bytes_written();
     set_req_state(ReqState::connecting);
@@ -268,10 +274,10 @@ HttpParser::AfterHead ClientConn::on_head(MessageHead& head) {
 
 void ClientConn::on_body(std::string_view data) {
     if (req_state_ != ReqState::body || up_ == nullptr || up_write_failed_) return;
-    if (req_.framing == BodyFraming::chunked) {
-        scratch_.clear();
-        append_chunk_header(scratch_, data.size());
-        up_->writer().write({scratch_, data, kChunkEnd});
+    if (http_->req.framing == BodyFraming::chunked) {
+        http_->scratch.clear();
+        append_chunk_header(http_->scratch, data.size());
+        up_->writer().write({http_->scratch, data, kChunkEnd});
     } else {
         up_->writer().write(data);
     }
@@ -279,7 +285,7 @@ void ClientConn::on_body(std::string_view data) {
 
 void ClientConn::on_message_end() {
     if (req_state_ == ReqState::body && up_ != nullptr && !up_write_failed_ &&
-        req_.framing == BodyFraming::chunked) {
+        http_->req.framing == BodyFraming::chunked) {
         up_->writer().write(kLastChunk);
     }
     set_req_state(ReqState::complete);
@@ -291,49 +297,49 @@ void ClientConn::on_message_end() {
 void ClientConn::start_exchange() {
     const Config& config = worker_.config();
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is answered 400.
-    std::size_t hosts = count_fields(req_.headers, "host");
-    if (hosts > 1 || (hosts == 0 && !req_.is_http10())) {
+    std::size_t hosts = count_fields(http_->req.headers, "host");
+    if (hosts > 1 || (hosts == 0 && !http_->req.is_http10())) {
         respond_local(400, false, "missing or repeated Host");
         return;
     }
-    if (req_.method == "CONNECT") {
+    if (http_->req.method == "CONNECT") {
         // A reverse proxy has no business opening arbitrary tunnels.
         respond_local(405, false, "CONNECT", {{"Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"}});
         return;
     }
-    TargetParts target = split_target(req_.target);
+    TargetParts target = split_target(http_->req.target);
     RouteRequest route_request;
     route_request.host = target.host;  // absolute-form wins (RFC 9112 §3.2.2)
     if (route_request.host.empty()) {
-        if (const HeaderField* host = find_field(req_.headers, "host")) route_request.host = host->value;
+        if (const HeaderField* host = find_field(http_->req.headers, "host")) route_request.host = host->value;
     }
     route_request.path = target.path;
-    if (is_upgrade_request(req_)) {
-        route_request.offer = collect_list(req_.headers, "upgrade");
+    if (is_upgrade_request(http_->req)) {
+        route_request.offer = collect_list(http_->req.headers, "upgrade");
     }
     route_ = match_route(config, route_request);
     if (route_ == nullptr) {
         respond_local(404, true, "no route");
         return;
     }
-    decision_ = decide(req_, route_->upgrade);
-    if (decision_.kind == UpgradeDecision::Kind::respond) {
-        respond_local(decision_.status, !decision_.close, decision_.reason.c_str(), decision_.response_fields,
-                      decision_.response_body);
+    http_->decision = decide(http_->req, route_->upgrade);
+    if (http_->decision.kind == UpgradeDecision::Kind::respond) {
+        respond_local(http_->decision.status, !http_->decision.close, http_->decision.reason.c_str(), http_->decision.response_fields,
+                      http_->decision.response_body);
         return;
     }
     pool_ = &worker_.pool(route_->upstream_index);
-    tried_.assign(pool_->server_count(), false);
+    http_->tried.assign(pool_->server_count(), false);
     connect_next();
 }
 
 void ClientConn::connect_next() {
-    std::size_t server = pool_->pick(tried_);
+    std::size_t server = pool_->pick(http_->tried);
     if (server == UpstreamPool::npos) {
         fail_exchange(502, "no upstream server could be reached");
         return;
     }
-    tried_[server] = true;
+    http_->tried[server] = true;
     bool connected = false;
     up_ = pool_->acquire(server, *this, &connected);
     up_reusable_ = false;
@@ -362,26 +368,26 @@ void ClientConn::on_upstream_ready() {
     fwd.x_forwarded_for = config.forwarding.x_forwarded_for;
     fwd.x_forwarded_proto = config.forwarding.x_forwarded_proto;
     fwd.via = config.forwarding.via;
-    fwd.client_address = client_ip_;
+    fwd.client_address = http_->client_ip;
     // Corked until the bytes already read are parsed (end of process_input): a request
     // found malformed there sends the upstream nothing, and head and body leave together.
     up_->writer().cork();
-    scratch_.clear();
-    bool forward_upgrade = decision_.kind == UpgradeDecision::Kind::forward;
+    http_->scratch.clear();
+    bool forward_upgrade = http_->decision.kind == UpgradeDecision::Kind::forward;
     static const HeaderList kNoFields;
-    append_upstream_request_head(scratch_, req_, fwd, forward_upgrade ? decision_.upstream_fields : kNoFields,
+    append_upstream_request_head(http_->scratch, http_->req, fwd, forward_upgrade ? http_->decision.upstream_fields : kNoFields,
                                  pool_->config().keepalive == 0 && !forward_upgrade);
-    up_->writer().write(scratch_);
+    up_->writer().write(http_->scratch);
 
-    resp_parser_.reset();
-    resp_parser_.set_response_to_head(req_.method == "HEAD");
+    http_->resp_parser.reset();
+    http_->resp_parser.set_response_to_head(http_->req.method == "HEAD");
     set_res_state(ResState::waiting);
-    uv_timer_start(&up_timer_, &ClientConn::on_upstream_timer,
+    uv_timer_start(up_timer_, &ClientConn::on_upstream_timer,
                    static_cast<std::uint64_t>(config.timeouts.upstream_response.count()), 0);
 
     if (req_state_ == ReqState::connecting) {
         set_req_state(ReqState::body);
-        req_parser_.resume();
+        http_->req_parser.resume();
         process_input();  // no-op when called from inside process_input: its loop goes on
     }
     // Otherwise this is the retry of a complete request without a body: all is sent.
@@ -398,7 +404,7 @@ void ClientConn::on_upstream_read(UpstreamConn&, const char* data, std::size_t l
 void ClientConn::feed_response(const char* data, std::size_t len) {
     std::size_t pos = 0;
     while (!closing_ && up_ != nullptr) {
-        HttpParser::Result r = resp_parser_.feed(data + pos, len - pos);
+        HttpParser::Result r = http_->resp_parser.feed(data + pos, len - pos);
         pos += r.consumed;
         switch (r.status) {
             case HttpParser::Status::need_more:
@@ -409,14 +415,14 @@ void ClientConn::feed_response(const char* data, std::size_t len) {
             case HttpParser::Status::upgrade: {
                 // A 101: never passed on unless it answers the upgrade we forwarded and
                 // passes validate_switch (upgrade-semantics.md, "Response side").
-                switch_ = validate_switch(decision_, resp_);
-                if (!switch_.accept) {
-                    fail_exchange(502, switch_.reason.c_str());
+                http_->verdict = validate_switch(http_->decision, http_->resp);
+                if (!http_->verdict.accept) {
+                    fail_exchange(502, http_->verdict.reason.c_str());
                     return;
                 }
-                uv_timer_stop(&up_timer_);
+                uv_timer_stop(up_timer_);
                 up_->pause_reading();
-                up_held_.assign(data + pos, len - pos);
+                http_->up_held.assign(data + pos, len - pos);
                 // The switch waits for the whole request body to be forwarded.
                 switch_pending_ = true;
                 if (req_state_ == ReqState::complete) process_input();
@@ -433,7 +439,7 @@ void ClientConn::feed_response(const char* data, std::size_t len) {
                     }
                     return;
                 }
-                resp_parser_.resume();  // after an interim (1xx) response
+                http_->resp_parser.resume();  // after an interim (1xx) response
                 break;
         }
     }
@@ -442,7 +448,7 @@ void ClientConn::feed_response(const char* data, std::size_t len) {
 void ClientConn::on_upstream_closed(UpstreamConn&, int status) {
     if (res_state_ == ResState::body || res_state_ == ResState::waiting) {
         if (status == UV_EOF) {
-            HttpParser::Result r = resp_parser_.finish();
+            HttpParser::Result r = http_->resp_parser.finish();
             if (r.status != HttpParser::Status::error && res_state_ == ResState::complete) {
                 up_reusable_ = false;
                 if (req_state_ == ReqState::complete) {
@@ -454,16 +460,16 @@ void ClientConn::on_upstream_closed(UpstreamConn&, int status) {
             }
         }
         if (res_state_ == ResState::waiting && up_ != nullptr && up_->reused() &&
-            req_.framing == BodyFraming::none && req_state_ == ReqState::complete) {
+            http_->req.framing == BodyFraming::none && req_state_ == ReqState::complete) {
             // A pooled connection the server had closed before it saw the request: nothing
             // was processed, so the request goes again on another connection (each retry
             // consumes one stale pooled connection or opens a fresh one, so this ends).
             SY_TRACE("client %p pooled upstream closed, retrying", static_cast<void*>(this));
-            uv_timer_stop(&up_timer_);
+            uv_timer_stop(up_timer_);
             up_->close();
             up_ = nullptr;
             set_res_state(ResState::none);
-            tried_.assign(pool_->server_count(), false);
+            http_->tried.assign(pool_->server_count(), false);
             connect_next();
             return;
         }
@@ -501,42 +507,42 @@ void ClientConn::on_upstream_write_failed(UpstreamConn&, int status) {
 
 HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
     if (head.status == 101) {
-        resp_ = std::move(head);
+        http_->resp = std::move(head);
         return HttpParser::AfterHead::proceed;  // judged in feed_response, which sees Status::upgrade
     }
     if (head.status < 200) {
         // Interim response (100 Continue, 103 Early Hints): passed on to HTTP/1.1 clients
         // (RFC 9110 §15.2: never to HTTP/1.0 ones); the final status is still to come.
-        if (!req_.is_http10()) {
-            scratch_.clear();
+        if (!http_->req.is_http10()) {
+            http_->scratch.clear();
             ClientResponseOptions opts;
             opts.framing = BodyFraming::none;
             opts.via = worker_.config().forwarding.via;
-            append_client_response_head(scratch_, head, opts);
-            out_.write(scratch_);
+            append_client_response_head(http_->scratch, head, opts);
+            out_.write(http_->scratch);
         }
         return HttpParser::AfterHead::proceed;
     }
-    uv_timer_stop(&up_timer_);
-    resp_ = std::move(head);
+    uv_timer_stop(up_timer_);
+    http_->resp = std::move(head);
 
     // How the body goes to the client (RFC 9112 §6.3): kept as received, except that a
     // close-delimited body is re-chunked for HTTP/1.1 clients so the connection survives.
-    to_client_ = resp_.framing;
-    if (to_client_ == BodyFraming::until_close && !req_.is_http10()) to_client_ = BodyFraming::chunked;
-    keep_alive_ = keep_alive_ && req_.keep_alive && to_client_ != BodyFraming::until_close &&
+    to_client_ = http_->resp.framing;
+    if (to_client_ == BodyFraming::until_close && !http_->req.is_http10()) to_client_ = BodyFraming::chunked;
+    keep_alive_ = keep_alive_ && http_->req.keep_alive && to_client_ != BodyFraming::until_close &&
                   !worker_.draining() && !client_eof_;
-    up_reusable_ = resp_.keep_alive && resp_.framing != BodyFraming::until_close &&
+    up_reusable_ = http_->resp.keep_alive && http_->resp.framing != BodyFraming::until_close &&
                    pool_->config().keepalive > 0 && !up_write_failed_;
     HeaderList extra;
-    if (decision_.kind == UpgradeDecision::Kind::forward) {
+    if (http_->decision.kind == UpgradeDecision::Kind::forward) {
         // A declined upgrade: the client connection stays HTTP, and the upstream
         // connection that carried the offer is not reused.
         up_reusable_ = false;
     }
-    if (resp_.status == 426) {
+    if (http_->resp.status == 426) {
         // The backend's 426 keeps its Upgrade, filtered to what the route allows.
-        std::string upgrade = filter_upgrade_field(resp_, route_->upgrade);
+        std::string upgrade = filter_upgrade_field(http_->resp, route_->upgrade);
         if (!upgrade.empty()) {
             extra.push_back({"Upgrade", std::move(upgrade)});
             extra.push_back({"Connection", "Upgrade"});
@@ -546,13 +552,13 @@ HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
     ClientResponseOptions opts;
     opts.framing = to_client_;
     opts.close = !keep_alive_;
-    opts.keep_alive_10 = keep_alive_ && req_.is_http10();
+    opts.keep_alive_10 = keep_alive_ && http_->req.is_http10();
     opts.via = worker_.config().forwarding.via;
-    scratch_.clear();
-    append_client_response_head(scratch_, resp_, opts, extra);
-    out_.write(scratch_);
+    http_->scratch.clear();
+    append_client_response_head(http_->scratch, http_->resp, opts, extra);
+    out_.write(http_->scratch);
     head_sent_ = true;
-    status_sent_ = resp_.status;
+    status_sent_ = http_->resp.status;
     set_res_state(ResState::body);
     return HttpParser::AfterHead::proceed;
 }
@@ -560,9 +566,9 @@ HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
 void ClientConn::on_response_body(std::string_view data) {
     if (res_state_ != ResState::body) return;
     if (to_client_ == BodyFraming::chunked) {
-        scratch_.clear();
-        append_chunk_header(scratch_, data.size());
-        out_.write({scratch_, data, kChunkEnd});
+        http_->scratch.clear();
+        append_chunk_header(http_->scratch, data.size());
+        out_.write({http_->scratch, data, kChunkEnd});
     } else {
         out_.write(data);
     }
@@ -609,7 +615,7 @@ void ClientConn::on_writer_failed(StreamWriter&, int status) {
 void ClientConn::finish_exchange() {
     bool request_done = req_state_ == ReqState::complete;
     log_exchange("ok");
-    uv_timer_stop(&up_timer_);
+    uv_timer_stop(up_timer_);
     if (up_ != nullptr) {
         UpstreamConn* conn = up_;
         up_ = nullptr;
@@ -627,21 +633,21 @@ void ClientConn::finish_exchange() {
     set_res_state(ResState::none);
     set_req_state(ReqState::idle);
     route_ = nullptr;
-    decision_ = UpgradeDecision{};
-    req_.method.clear();
-    req_.target.clear();
+    http_->decision = UpgradeDecision{};
+    http_->req.method.clear();
+    http_->req.target.clear();
     head_sent_ = false;
     status_sent_ = 0;
     bytes_in_ = 0;
     if (req_was_upgrade_) {
         // The upgrade was not carried out: what follows is HTTP (RFC 9110 §7.8).
         req_was_upgrade_ = false;
-        req_parser_.resume_after_upgrade();
+        http_->req_parser.resume_after_upgrade();
     } else {
-        req_parser_.resume();
+        http_->req_parser.resume();
     }
     start_timer(worker_.config().timeouts.keepalive_idle);
-    if (in_pos_ < in_.size()) {
+    if (http_->in_pos < http_->in.size()) {
         set_req_state(ReqState::head);
         start_timer(worker_.config().timeouts.request_header);
     }
@@ -649,8 +655,8 @@ void ClientConn::finish_exchange() {
 }
 
 void ClientConn::fail_exchange(int status, const char* why) {
-    log_error("%s %s: %s", req_.method.c_str(), req_.target.c_str(), why);
-    uv_timer_stop(&up_timer_);
+    log_error("%s %s: %s", http_->req.method.c_str(), http_->req.target.c_str(), why);
+    uv_timer_stop(up_timer_);
     if (up_ != nullptr) {
         up_->close();
         up_ = nullptr;
@@ -671,8 +677,8 @@ void ClientConn::respond_local(int status, bool keep_open, const char* why, cons
     g_metrics.responses_proxy_total.fetch_add(1, std::memory_order_relaxed);
     // The connection can go on only when the request had no body to skip and the parser
     // stands right after its head.
-    keep_open = keep_open && req_state_ == ReqState::connecting && req_.framing == BodyFraming::none &&
-                req_.keep_alive && !worker_.draining() && !client_eof_;
+    keep_open = keep_open && req_state_ == ReqState::connecting && http_->req.framing == BodyFraming::none &&
+                http_->req.keep_alive && !worker_.draining() && !client_eof_;
     out_.write(make_proxy_response(status, !keep_open, fields, body));
     status_sent_ = status;
     head_sent_ = true;
@@ -686,14 +692,14 @@ void ClientConn::respond_local(int status, bool keep_open, const char* why, cons
     up_reusable_ = false;
     set_res_state(ResState::complete);
     set_req_state(ReqState::body);
-    req_parser_.resume();
+    http_->req_parser.resume();
     process_input();
 }
 
 void ClientConn::close_after_flush() {
     if (closing_ || closing_after_flush_) return;
     closing_after_flush_ = true;
-    uv_timer_stop(&up_timer_);
+    uv_timer_stop(up_timer_);
     if (up_ != nullptr) {
         up_->close();
         up_ = nullptr;
@@ -708,8 +714,10 @@ void ClientConn::close_after_flush() {
 void ClientConn::start_linger() {
     if (closing_ || lingering_) return;
     lingering_ = true;
-    shutdown_req_.data = this;
-    if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &ClientConn::on_shutdown) != 0) {
+    auto* req = new uv_shutdown_t;
+    req->data = this;
+    if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), &ClientConn::on_shutdown) != 0) {
+        delete req;
         close();
         return;
     }
@@ -717,8 +725,11 @@ void ClientConn::start_linger() {
     update_reading();
 }
 
+// Runs before the client handle's close callback, even when the connection closed first
+// (status UV_ECANCELED), so the connection is still there.
 void ClientConn::on_shutdown(uv_shutdown_t* req, int status) {
     auto* self = static_cast<ClientConn*>(req->data);
+    delete req;
     if (self->closing_) return;
     if (self->tunnel_ != nullptr) {
         self->tunnel_->on_shutdown_done(Tunnel::kClient, status);
@@ -728,7 +739,7 @@ void ClientConn::on_shutdown(uv_shutdown_t* req, int status) {
 }
 
 void ClientConn::start_timer(Millis timeout) {
-    uv_timer_start(&timer_, &ClientConn::on_timer, static_cast<std::uint64_t>(timeout.count()), 0);
+    uv_timer_start(timer_, &ClientConn::on_timer, static_cast<std::uint64_t>(timeout.count()), 0);
 }
 
 void ClientConn::on_timer(uv_timer_t* timer) {
@@ -764,28 +775,33 @@ void ClientConn::close() {
         up_->close();
         up_ = nullptr;
     }
+    close_and_free(timer_);
+    close_and_free(up_timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConn::on_handle_closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConn::on_handle_closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&up_timer_), &ClientConn::on_handle_closed);
 }
 
 void ClientConn::on_handle_closed(uv_handle_t* handle) {
     auto* self = static_cast<ClientConn*>(handle->data);
-    if (--self->open_handles_ == 0) delete self;
+    delete self;
 }
 
-void ClientConn::log_exchange(const char* outcome, const char* protocol) {
-    AccessLog& log = worker_.access_log();
+std::uint64_t ClientConn::log_bytes_to_clients() {
     std::uint64_t out = out_.bytes_written() - bytes_out_mark_;
     g_metrics.bytes_to_clients_total.fetch_add(out, std::memory_order_relaxed);
     bytes_out_mark_ = out_.bytes_written();
+    return out;
+}
+
+void ClientConn::log_exchange(const char* outcome) {
+    std::uint64_t out = log_bytes_to_clients();
+    AccessLog& log = worker_.access_log();
     if (!log.enabled()) return;
     AccessRecord r;
-    r.client = client_ip_;
-    r.method = req_.method.empty() ? std::string_view("-") : std::string_view(req_.method);
-    r.target = req_.target.empty() ? std::string_view("-") : std::string_view(req_.target);
-    r.http_major = req_.http_major;
-    r.http_minor = req_.http_minor;
+    r.client = http_->client_ip;
+    r.method = http_->req.method.empty() ? std::string_view("-") : std::string_view(http_->req.method);
+    r.target = http_->req.target.empty() ? std::string_view("-") : std::string_view(http_->req.target);
+    r.http_major = http_->req.http_major;
+    r.http_minor = http_->req.http_minor;
     r.status = status_sent_;
     r.bytes_in = bytes_in_;
     r.bytes_out = out;
@@ -793,7 +809,6 @@ void ClientConn::log_exchange(const char* outcome, const char* protocol) {
     r.route_line = route_ != nullptr ? route_->line : 0;
     r.upstream = pool_ != nullptr && route_ != nullptr ? std::string_view(pool_->config().name) : std::string_view("-");
     r.outcome = outcome;
-    r.protocol = protocol;
     log.write(r);
 }
 
@@ -804,22 +819,22 @@ void ClientConn::log_exchange(const char* outcome, const char* protocol) {
 void ClientConn::start_tunnel() {
     switch_pending_ = false;
     const Config& config = worker_.config();
-    uv_timer_stop(&timer_);
-    uv_timer_stop(&up_timer_);
+    uv_timer_stop(timer_);
+    uv_timer_stop(up_timer_);
 
     // The 101 goes to the client with Upgrade and Connection regenerated and the other
     // fields passed (upgrade-semantics.md, "Response side").
     std::string protocols;
-    for (const std::string& p : switch_.protocols) {
+    for (const std::string& p : http_->verdict.protocols) {
         if (!protocols.empty()) protocols += ", ";
         protocols += p;
     }
     ClientResponseOptions opts;
     opts.framing = BodyFraming::none;
     opts.via = config.forwarding.via;
-    scratch_.clear();
-    append_client_response_head(scratch_, resp_, opts, {{"Upgrade", protocols}, {"Connection", "Upgrade"}});
-    out_.write(scratch_);
+    http_->scratch.clear();
+    append_client_response_head(http_->scratch, http_->resp, opts, {{"Upgrade", protocols}, {"Connection", "Upgrade"}});
+    out_.write(http_->scratch);
     status_sent_ = 101;
     head_sent_ = true;
 
@@ -835,17 +850,29 @@ void ClientConn::start_tunnel() {
     tunnel_ = std::make_unique<Tunnel>(worker_.loop(), static_cast<TunnelOwner&>(*this),
                                        Tunnel::Endpoint{reinterpret_cast<uv_stream_t*>(&tcp_), &out_},
                                        Tunnel::Endpoint{up_->stream(), &up_->writer()}, worker_.read_buffer(),
-                                       Worker::kReadBufferSize, config.tunnel.buffer, config.timeouts.tunnel_idle);
+                                       Worker::kReadBufferSize, config.tunnel.buffer);
+    tunnel_->protocol = std::move(protocols);
+    tunnel_->target = http_->req.target;
+    tunnel_->client = http_->client_ip;
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
-    std::string_view held(in_.data() + in_pos_, in_.size() - in_pos_);
-    tunnel_->start(held, up_held_);
-    in_.clear();
-    in_.shrink_to_fit();
-    in_pos_ = 0;
-    up_held_.clear();
-    up_held_.shrink_to_fit();
-    SY_TRACE("client %p tunnel to %s", static_cast<void*>(this), protocols.c_str());
+    std::string_view held(http_->in.data() + http_->in_pos, http_->in.size() - http_->in_pos);
+    tunnel_->start(held, http_->up_held);
+    SY_TRACE("client %p tunnel to %s", static_cast<void*>(this), tunnel_->protocol.c_str());
+
+    // What only HTTP needed goes now: an open tunnel keeps its sockets, writers and
+    // counters. The caller (process_input) checks http_ after this returns.
+    log_bytes_to_clients();
+    close_and_free(timer_);
+    close_and_free(up_timer_);
+    up_->enter_tunnel();
+    http_.reset();
+}
+
+void ClientConn::check_tunnel_idle(std::uint64_t now) {
+    if (tunnel_ == nullptr || tunnel_->ended()) return;
+    auto idle = static_cast<std::uint64_t>(worker_.config().timeouts.tunnel_idle.count());
+    if (now - tunnel_->idle_since() >= idle) tunnel_->end("idle_timeout");
 }
 
 void ClientConn::tunnel_shutdown(int side) {
@@ -853,21 +880,36 @@ void ClientConn::tunnel_shutdown(int side) {
         up_->shutdown_write();
         return;
     }
-    shutdown_req_.data = this;
-    int r = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &ClientConn::on_shutdown);
-    if (r != 0) tunnel_->on_shutdown_done(Tunnel::kClient, r);
+    auto* req = new uv_shutdown_t;
+    req->data = this;
+    int r = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), &ClientConn::on_shutdown);
+    if (r != 0) {
+        delete req;
+        tunnel_->on_shutdown_done(Tunnel::kClient, r);
+    }
 }
 
 void ClientConn::tunnel_ended(const char* how) {
     g_metrics.tunnels_active.fetch_sub(1, std::memory_order_relaxed);
-    std::string outcome = std::string("tunnel_") + how;
-    std::string protocol;
-    for (const std::string& p : switch_.protocols) {
-        if (!protocol.empty()) protocol += ",";
-        protocol += p;
+    g_metrics.bytes_to_clients_total.fetch_add(out_.bytes_written() - bytes_out_mark_, std::memory_order_relaxed);
+    bytes_out_mark_ = out_.bytes_written();
+    AccessLog& log = worker_.access_log();
+    if (log.enabled()) {
+        std::string outcome = std::string("tunnel_") + how;
+        AccessRecord r;
+        r.client = tunnel_->client;
+        r.method = "GET";
+        r.target = tunnel_->target;
+        r.status = 101;
+        r.bytes_in = tunnel_->bytes_from(Tunnel::kClient);
+        r.bytes_out = tunnel_->bytes_from(Tunnel::kUpstream);
+        r.duration_ms = worker_.now_ms() - exchange_start_ms_;
+        r.route_line = route_ != nullptr ? route_->line : 0;
+        r.upstream = pool_ != nullptr ? std::string_view(pool_->config().name) : std::string_view("-");
+        r.outcome = outcome;
+        r.protocol = tunnel_->protocol;
+        log.write(r);
     }
-    bytes_in_ += tunnel_->bytes_from(Tunnel::kClient);
-    log_exchange(outcome.c_str(), protocol.c_str());
     close();
 }
 

@@ -47,6 +47,8 @@ public:
     // Shutdown: closes the connection if it is between exchanges; otherwise it closes
     // after the current response.
     void begin_drain();
+    // The worker's periodic sweep: ends a tunnel idle for timeouts.tunnel_idle.
+    void check_tunnel_idle(std::uint64_t now);
     // Closes both sides now. Safe to call twice; the object deletes itself once every
     // handle is closed.
     void close();
@@ -73,6 +75,7 @@ private:
     static void on_upstream_timer(uv_timer_t* timer);
     static void on_shutdown(uv_shutdown_t* req, int status);
     static void on_handle_closed(uv_handle_t* handle);
+    void shutdown_client();
 
     // Request parser (HttpParser::Handler).
     HttpParser::AfterHead on_head(MessageHead& head) override;
@@ -127,51 +130,59 @@ private:
     void start_linger();
     void update_reading();
     void start_timer(Millis timeout);
-    void log_exchange(const char* outcome, const char* protocol = "");
+    void log_exchange(const char* outcome);
+    std::uint64_t log_bytes_to_clients();
     std::size_t high_water() const;
+
+    // Everything an HTTP exchange needs and a tunnel does not: allocated with the
+    // connection, freed at the switch, so an open tunnel keeps only its sockets, writers
+    // and counters (docs/architecture.md, "Who owns which buffer").
+    struct Http {
+        Http(ClientConn& conn, const Config& config);
+        HttpParser req_parser;
+        ResponseHandler resp_handler;
+        HttpParser resp_parser;
+        std::string in;          // bytes read from the client and not parsed yet, from in_pos
+        std::size_t in_pos = 0;
+        std::string scratch;     // chunk headers and serialised heads
+        MessageHead req;
+        MessageHead resp;
+        UpgradeDecision decision;
+        SwitchVerdict verdict;   // the accepted 101's, while switching
+        std::string up_held;     // upstream bytes that came after the 101 head
+        std::vector<bool> tried;  // servers tried for this request
+        std::string client_ip;
+    };
 
     Worker& worker_;
     uv_tcp_t tcp_{};
-    uv_timer_t timer_{};     // request_header / keepalive_idle / lingering close
-    uv_timer_t up_timer_{};  // upstream_response
-    uv_shutdown_t shutdown_req_{};
+    // Timers and the shutdown request live on the heap so that a tunnel can give them back
+    // (close_and_free); null once given back.
+    uv_timer_t* timer_ = nullptr;     // request_header / keepalive_idle / lingering close
+    uv_timer_t* up_timer_ = nullptr;  // upstream_response
     StreamWriter out_;
-    HttpParser req_parser_;
-    ResponseHandler resp_handler_;
-    HttpParser resp_parser_;
-
-    std::string in_;          // bytes read from the client and not parsed yet, from in_pos_
-    std::size_t in_pos_ = 0;
-    std::string scratch_;     // chunk headers and serialised heads
+    std::unique_ptr<Http> http_;
+    std::unique_ptr<Tunnel> tunnel_;
 
     ReqState req_state_ = ReqState::idle;
     ResState res_state_ = ResState::none;
 
     // The current exchange.
-    MessageHead req_;
-    MessageHead resp_;
     const RouteConfig* route_ = nullptr;
-    UpgradeDecision decision_;
-    SwitchVerdict switch_;            // the accepted 101's verdict, while switching
-    std::string up_held_;             // upstream bytes that came after the 101 head
-    bool switch_pending_ = false;     // accepted 101 waits for the request body to end
-    std::unique_ptr<Tunnel> tunnel_;
     UpstreamPool* pool_ = nullptr;
     UpstreamConn* up_ = nullptr;
-    std::vector<bool> tried_;
     BodyFraming to_client_ = BodyFraming::none;
     int status_sent_ = 0;
+    std::uint64_t exchange_start_ms_ = 0;
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t bytes_out_mark_ = 0;
+
     bool head_sent_ = false;         // a final response head went to the client
     bool keep_alive_ = true;         // the client connection goes on after this exchange
     bool up_reusable_ = false;
     bool up_write_failed_ = false;
     bool req_was_upgrade_ = false;   // the request parser stopped with Status::upgrade
-    std::uint64_t exchange_start_ms_ = 0;
-    std::uint64_t bytes_in_ = 0;
-    std::uint64_t bytes_out_mark_ = 0;
-
-    std::string client_ip_;
-    int open_handles_ = 0;
+    bool switch_pending_ = false;    // an accepted 101 waits for the request body to end
     bool reading_ = false;
     bool first_request_ = true;
     bool client_eof_ = false;

@@ -4,28 +4,16 @@
 
 namespace sy {
 
-Tunnel::Tunnel(uv_loop_t* loop, TunnelOwner& owner, Endpoint client, Endpoint upstream, char* read_buffer,
-               std::size_t read_buffer_size, std::size_t buffer, Millis idle)
+Tunnel::Tunnel(uv_loop_t* loop, TunnelOwner& owner, Endpoint client_end, Endpoint upstream_end, char* read_buffer,
+               std::size_t read_buffer_size, std::size_t buffer)
     : loop_(loop),
       owner_(owner),
-      ends_{client, upstream},
+      ends_{client_end, upstream_end},
       read_buffer_(read_buffer),
       read_buffer_size_(read_buffer_size),
-      buffer_(buffer),
-      idle_(idle) {
-    timer_ = new uv_timer_t;
-    uv_timer_init(loop_, timer_);
-    timer_->data = this;
+      buffer_(buffer) {
     started_ms_ = last_activity_ms_ = uv_now(loop_);
 }
-
-Tunnel::~Tunnel() {
-    // The timer's memory goes in its close callback, which may run after this destructor.
-    timer_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Tunnel::on_timer_closed);
-}
-
-void Tunnel::on_timer_closed(uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); }
 
 void Tunnel::start(std::string_view to_upstream, std::string_view to_client) {
     // The held bytes go first, in order (upgrade-semantics.md, "Bytes around the switch").
@@ -43,9 +31,6 @@ void Tunnel::start(std::string_view to_upstream, std::string_view to_client) {
     ends_[kUpstream].writer->set_low_water(buffer_ / 2);
     update_reading(kClient);
     update_reading(kUpstream);
-    // The idle check runs at most every `idle_`; activity only stamps a time.
-    auto period = static_cast<std::uint64_t>(idle_.count());
-    uv_timer_start(timer_, &Tunnel::on_idle_timer, period, 0);
 }
 
 // Reads at most what still fits under the bound toward the other side, so the queue never
@@ -146,23 +131,9 @@ void Tunnel::on_writer_failed(Side side, int) {
     end(side == kClient ? "client_reset" : "upstream_reset");
 }
 
-void Tunnel::on_idle_timer(uv_timer_t* timer) {
-    auto* self = static_cast<Tunnel*>(timer->data);
-    if (self == nullptr || self->ended_) return;
-    std::uint64_t now = uv_now(self->loop_);
-    auto idle = static_cast<std::uint64_t>(self->idle_.count());
-    std::uint64_t quiet = now - self->last_activity_ms_;
-    if (quiet >= idle) {
-        self->end("idle_timeout");
-        return;
-    }
-    uv_timer_start(timer, &Tunnel::on_idle_timer, idle - quiet, 0);
-}
-
 void Tunnel::end(const char* how) {
     if (ended_) return;
     ended_ = true;
-    uv_timer_stop(timer_);
     set_reading(kClient, false);
     set_reading(kUpstream, false);
     SY_TRACE("tunnel %p ended: %s", static_cast<void*>(this), how);

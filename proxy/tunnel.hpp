@@ -10,13 +10,16 @@
 //     is queued toward it is written (libuv's uv_shutdown waits for the queue); the other
 //     direction keeps flowing.
 // The tunnel ends when both directions have ended, on a reset or error of either side, after
-// `idle` without a byte either way, or when its owner ends it (shutdown); then the owner
-// closes both connections and writes the access-log record.
+// tunnel_idle without a byte either way (the worker's sweep calls end(), see
+// idle_since()), or when its owner ends it (shutdown); then the owner closes both
+// connections and writes the access-log record. A tunnel holds no timer and no buffer of
+// its own: idle, it costs this object and the two connections' sockets.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include <uv.h>
@@ -47,9 +50,8 @@ public:
         StreamWriter* writer = nullptr;  // writes toward this side
     };
 
-    Tunnel(uv_loop_t* loop, TunnelOwner& owner, Endpoint client, Endpoint upstream, char* read_buffer,
-           std::size_t read_buffer_size, std::size_t buffer, Millis idle);
-    ~Tunnel();
+    Tunnel(uv_loop_t* loop, TunnelOwner& owner, Endpoint client_end, Endpoint upstream_end, char* read_buffer,
+           std::size_t read_buffer_size, std::size_t buffer);
     Tunnel(const Tunnel&) = delete;
     Tunnel& operator=(const Tunnel&) = delete;
 
@@ -70,6 +72,13 @@ public:
     // Bytes that went from `side` to the other side.
     std::uint64_t bytes_from(Side side) const { return dirs_[side].bytes; }
     std::uint64_t started_ms() const { return started_ms_; }
+    // The loop time of the last byte either way (or of the switch).
+    std::uint64_t idle_since() const { return last_activity_ms_; }
+
+    // For the access log: the protocol switched to, the request target, the client's IP.
+    std::string protocol;
+    std::string target;
+    std::string client;
 
 private:
     // One direction: bytes read from `from` written toward the other side.
@@ -83,8 +92,6 @@ private:
 
     static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
     static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
-    static void on_idle_timer(uv_timer_t* timer);
-    static void on_timer_closed(uv_handle_t* handle);
 
     Side side_of(uv_stream_t* stream) const { return stream == ends_[kClient].stream ? kClient : kUpstream; }
     void pump(Side from, const char* data, std::size_t len);
@@ -99,8 +106,6 @@ private:
     char* read_buffer_;
     std::size_t read_buffer_size_;
     std::size_t buffer_;
-    Millis idle_;
-    uv_timer_t* timer_ = nullptr;  // heap: its close may complete after the tunnel is gone
     std::uint64_t last_activity_ms_ = 0;
     std::uint64_t started_ms_ = 0;
     bool ended_ = false;

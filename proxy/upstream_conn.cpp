@@ -3,44 +3,48 @@
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/upstream_pool.hpp"
+#include "proxy/uv_util.hpp"
 #include "proxy/worker.hpp"
 
 namespace sy {
 
 UpstreamConn::UpstreamConn(UpstreamPool& pool, std::size_t server)
-    : pool_(pool), server_(server), writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this) {
+    : pool_(pool), server_(server), timer_(new uv_timer_t), writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this) {
     uv_loop_t* loop = pool.worker().loop();
     uv_tcp_init(loop, &tcp_);
-    uv_timer_init(loop, &timer_);
+    uv_timer_init(loop, timer_);
     tcp_.data = this;
-    timer_.data = this;
-    open_handles_ = 2;
+    timer_->data = this;
     g_metrics.upstream_connections_active.fetch_add(1, std::memory_order_relaxed);
 }
 
 void UpstreamConn::connect(UpstreamEvents& events) {
     events_ = &events;
     connecting_ = true;
-    connect_req_.data = this;
-    int r = uv_tcp_connect(&connect_req_, &tcp_, pool_.address(server_), &UpstreamConn::on_connect);
+    auto* req = new uv_connect_t;
+    req->data = this;
+    int r = uv_tcp_connect(req, &tcp_, pool_.address(server_), &UpstreamConn::on_connect);
     if (r != 0) {
+        delete req;
         // Report asynchronously-equivalent: the caller expects a callback, not a re-entrant one.
         connecting_ = false;
-        uv_timer_start(&timer_, [](uv_timer_t* t) {
+        uv_timer_start(timer_, [](uv_timer_t* t) {
             auto* self = static_cast<UpstreamConn*>(t->data);
             if (self->events_ != nullptr) self->events_->on_upstream_connect_failed(*self, UV_ECONNREFUSED);
         }, 0, 0);
         return;
     }
     auto timeout = static_cast<std::uint64_t>(pool_.worker().config().timeouts.upstream_connect.count());
-    uv_timer_start(&timer_, &UpstreamConn::on_timer, timeout, 0);
+    uv_timer_start(timer_, &UpstreamConn::on_timer, timeout, 0);
 }
 
+// Runs before the handle's close callback, even after close() (status UV_ECANCELED).
 void UpstreamConn::on_connect(uv_connect_t* req, int status) {
     auto* self = static_cast<UpstreamConn*>(req->data);
+    delete req;
     self->connecting_ = false;
     if (self->closing_) return;
-    uv_timer_stop(&self->timer_);
+    uv_timer_stop(self->timer_);
     if (status != 0) {
         if (self->events_ != nullptr) self->events_->on_upstream_connect_failed(*self, status);
         return;
@@ -63,7 +67,7 @@ void UpstreamConn::on_timer(uv_timer_t* timer) {
 void UpstreamConn::attach(UpstreamEvents& events) {
     events_ = &events;
     reused_ = true;
-    uv_timer_stop(&timer_);
+    uv_timer_stop(timer_);
     pool_.on_conn_busy(this);
 }
 
@@ -74,7 +78,7 @@ void UpstreamConn::release() {
     pool_.on_conn_released(this);
     if (!closing_) {
         auto idle_ms = static_cast<std::uint64_t>(pool_.worker().config().timeouts.keepalive_idle.count());
-        uv_timer_start(&timer_, &UpstreamConn::on_timer, idle_ms, 0);
+        uv_timer_start(timer_, &UpstreamConn::on_timer, idle_ms, 0);
     }
 }
 
@@ -122,14 +126,25 @@ void UpstreamConn::on_writer_failed(StreamWriter&, int status) {
     if (events_ != nullptr && !closing_) events_->on_upstream_write_failed(*this, status);
 }
 
-void UpstreamConn::shutdown_write() {
-    shutdown_req_.data = this;
-    int r = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &UpstreamConn::on_shutdown);
-    if (r != 0 && events_ != nullptr) events_->on_upstream_shutdown(*this, r);
+void UpstreamConn::enter_tunnel() {
+    pause_reading();
+    close_and_free(timer_);
 }
 
+void UpstreamConn::shutdown_write() {
+    auto* req = new uv_shutdown_t;
+    req->data = this;
+    int r = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), &UpstreamConn::on_shutdown);
+    if (r != 0) {
+        delete req;
+        if (events_ != nullptr) events_->on_upstream_shutdown(*this, r);
+    }
+}
+
+// Runs before the handle's close callback, even after close() (status UV_ECANCELED).
 void UpstreamConn::on_shutdown(uv_shutdown_t* req, int status) {
     auto* self = static_cast<UpstreamConn*>(req->data);
+    delete req;
     if (!self->closing_ && self->events_ != nullptr) self->events_->on_upstream_shutdown(*self, status);
 }
 
@@ -140,16 +155,14 @@ void UpstreamConn::close() {
     bool was_idle = idle();
     events_ = nullptr;
     pool_.on_conn_closed(this, was_idle, !was_idle);
+    close_and_free(timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConn::on_handle_closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &UpstreamConn::on_handle_closed);
 }
 
 void UpstreamConn::on_handle_closed(uv_handle_t* handle) {
     auto* self = static_cast<UpstreamConn*>(handle->data);
-    if (--self->open_handles_ == 0) {
-        g_metrics.upstream_connections_active.fetch_sub(1, std::memory_order_relaxed);
-        delete self;
-    }
+    g_metrics.upstream_connections_active.fetch_sub(1, std::memory_order_relaxed);
+    delete self;
 }
 
 }  // namespace sy

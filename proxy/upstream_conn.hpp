@@ -52,7 +52,10 @@ public:
     // Half-close toward the server once queued writes are out (tunnel). Answered with
     // UpstreamEvents::on_upstream_shutdown.
     void shutdown_write();
-    // The socket, for a tunnel that takes over reading (after pause_reading()).
+    // The connection becomes one end of a tunnel: reading stops (the tunnel takes it over
+    // on stream()) and the timer, which only pooling and connecting need, is given back.
+    void enter_tunnel();
+    // The socket, for a tunnel that takes over reading.
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
 
 private:
@@ -74,11 +77,10 @@ private:
     std::size_t server_;
     UpstreamEvents* events_ = nullptr;
     uv_tcp_t tcp_{};
-    uv_timer_t timer_{};  // connect timeout while connecting, idle timeout while pooled
-    uv_connect_t connect_req_{};
-    uv_shutdown_t shutdown_req_{};
+    // Connect timeout while connecting, idle timeout while pooled; on the heap so that a
+    // tunnel can give it back (null then).
+    uv_timer_t* timer_ = nullptr;
     StreamWriter writer_;
-    int open_handles_ = 0;
     bool connecting_ = false;
     bool reading_ = false;
     bool reused_ = false;

@@ -23,6 +23,8 @@ Worker::Worker(const Config& config, unsigned id, std::vector<int> listen_fds, A
     drain_async_.data = this;
     uv_timer_init(&loop_, &drain_timer_);
     drain_timer_.data = this;
+    uv_timer_init(&loop_, &tunnel_sweep_);
+    tunnel_sweep_.data = this;
     for (int fd : listen_fds) {
         auto listener = std::make_unique<Listener>();
         listener->worker = this;
@@ -64,6 +66,11 @@ void Worker::run() {
         if (r != 0) log_error("worker %u: listen failed: %s", id_, uv_strerror(r));
     }
     for (auto& checker : checkers_) checker->start();
+    // Idle tunnels are found within a quarter of tunnel_idle (at most a second late).
+    auto idle = static_cast<std::uint64_t>(config_.timeouts.tunnel_idle.count());
+    std::uint64_t period = std::clamp<std::uint64_t>(idle / 4, 10, 1000);
+    uv_timer_start(&tunnel_sweep_, &Worker::on_tunnel_sweep, period, period);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&tunnel_sweep_));
     uv_run(&loop_, UV_RUN_DEFAULT);
     loop_done_.store(true);
 }
@@ -91,6 +98,15 @@ void Worker::remove_client(ClientConn* conn) {
         clients_.pop_back();
     }
     maybe_finish();
+}
+
+void Worker::on_tunnel_sweep(uv_timer_t* timer) {
+    auto* self = static_cast<Worker*>(timer->data);
+    std::uint64_t now = self->now_ms();
+    // check_tunnel_idle may close connections, which edits clients_: iterate over a copy
+    // only when there is something to end.
+    std::vector<ClientConn*> clients = self->clients_;
+    for (ClientConn* conn : clients) conn->check_tunnel_idle(now);
 }
 
 void Worker::on_drain_async(uv_async_t* async) {
@@ -133,6 +149,7 @@ void Worker::maybe_finish() {
     for (auto& pool : pools_) pool->close_idle();
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_async_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&tunnel_sweep_), nullptr);
 }
 
 }  // namespace sy

@@ -63,6 +63,7 @@ private:
     static void on_connection(uv_stream_t* server, int status);
     static void on_drain_async(uv_async_t* async);
     static void on_drain_deadline(uv_timer_t* timer);
+    static void on_tunnel_sweep(uv_timer_t* timer);
     void close_all();
     void run();
     void begin_drain();
@@ -74,6 +75,8 @@ private:
     uv_loop_t loop_{};
     uv_async_t drain_async_{};
     uv_timer_t drain_timer_{};
+    // One timer for every tunnel's idle timeout: a tunnel only stamps its last activity.
+    uv_timer_t tunnel_sweep_{};
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::vector<std::unique_ptr<UpstreamPool>> pools_;
     std::vector<std::unique_ptr<HealthChecker>> checkers_;
