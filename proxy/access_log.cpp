@@ -10,6 +10,7 @@ bool AccessLog::open(const AccessLogConfig& config, std::string* error) {
     if (!config.enabled()) return true;
     if (config.path == "-") {
         out_ = stdout;
+        std::setvbuf(out_, nullptr, _IOFBF, 64 * 1024);
         return true;
     }
     out_ = std::fopen(config.path.c_str(), "a");
@@ -18,11 +19,19 @@ bool AccessLog::open(const AccessLogConfig& config, std::string* error) {
         return false;
     }
     owns_ = true;
+    std::setvbuf(out_, nullptr, _IOFBF, 64 * 1024);
     return true;
 }
 
 AccessLog::~AccessLog() {
+    flush();
     if (owns_ && out_ != nullptr) std::fclose(out_);
+}
+
+void AccessLog::flush() {
+    if (out_ == nullptr) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::fflush(out_);
 }
 
 void AccessLog::write(const AccessRecord& r) {
@@ -47,7 +56,6 @@ void AccessLog::write(const AccessRecord& r) {
     std::size_t len = static_cast<std::size_t>(n) < sizeof line ? static_cast<std::size_t>(n) : sizeof line - 1;
     std::lock_guard<std::mutex> lock(mutex_);
     std::fwrite(line, 1, len, out_);
-    std::fflush(out_);
 }
 
 }  // namespace sy

@@ -34,7 +34,11 @@ public:
     bool open(const AccessLogConfig& config, std::string* error);
     ~AccessLog();
     bool enabled() const { return out_ != nullptr; }
+    // Appends one line to the log's buffer (64 KiB, flushed when full and by flush()).
     void write(const AccessRecord& record);
+    // Hands buffered lines to the file; the main loop calls it every 200 ms and at exit,
+    // so a line is never more than that late and a request costs no write(2) of its own.
+    void flush();
 
 private:
     std::FILE* out_ = nullptr;

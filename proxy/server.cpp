@@ -22,6 +22,7 @@ struct MainLoop {
     uv_signal_t sigint{};
     uv_signal_t sigterm{};
     uv_timer_t drain_watch{};  // polls the workers after the first signal
+    uv_timer_t log_flush{};    // flushes the access log's buffer
     std::vector<std::unique_ptr<Worker>>* workers = nullptr;
     AdminServer* admin = nullptr;
     bool stopping = false;
@@ -51,6 +52,7 @@ void on_signal(uv_signal_t* handle, int signum) {
         uv_close(reinterpret_cast<uv_handle_t*>(&m->sigint), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&m->sigterm), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&m->drain_watch), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&m->log_flush), nullptr);
     }, 10, 10);
 }
 
@@ -129,6 +131,11 @@ int run_server(const Config& config) {
     }
     main.workers = &workers;
     uv_timer_init(&main.loop, &main.drain_watch);
+    uv_timer_init(&main.loop, &main.log_flush);
+    main.log_flush.data = &access_log;
+    if (access_log.enabled()) {
+        uv_timer_start(&main.log_flush, [](uv_timer_t* t) { static_cast<AccessLog*>(t->data)->flush(); }, 200, 200);
+    }
     uv_signal_init(&main.loop, &main.sigint);
     uv_signal_init(&main.loop, &main.sigterm);
     main.sigint.data = &main;
@@ -141,6 +148,7 @@ int run_server(const Config& config) {
     // connections in progress have answered.
     uv_run(&main.loop, UV_RUN_DEFAULT);
     for (auto& worker : workers) worker->join();
+    access_log.flush();
     uv_loop_close(&main.loop);
     log_info("stopped");
     return 0;
