@@ -131,6 +131,8 @@ import json, sys
 t, s, ir, sc, iir, isc, units, errors, count = sys.argv[1:]
 ir, sc, iir, isc, units, count = map(int, (ir, sc, iir, isc, units, count))
 u = max(units, 1)
+if ir == 0:  # no callgrind totals (the proxy did not exit cleanly): not a measurement
+    errors = 1
 print(json.dumps({"target": t, "scenario": s, "count": count, "units": units, "errors": int(errors),
                   "instructions": ir, "syscalls": sc, "idle_instructions": iir, "idle_syscalls": isc,
                   "instr_per_unit": round((ir - iir) / u, 1), "syscalls_per_unit": round((sc - isc) / u, 2)}))

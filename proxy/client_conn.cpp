@@ -847,10 +847,10 @@ void ClientConn::start_tunnel() {
     set_res_state(ResState::tunnel);
     g_metrics.tunnels_active.fetch_add(1, std::memory_order_relaxed);
     g_metrics.tunnels_total.fetch_add(1, std::memory_order_relaxed);
-    tunnel_ = std::make_unique<Tunnel>(worker_.loop(), static_cast<TunnelOwner&>(*this),
+    tunnel_ = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this),
                                        Tunnel::Endpoint{reinterpret_cast<uv_stream_t*>(&tcp_), &out_},
-                                       Tunnel::Endpoint{up_->stream(), &up_->writer()}, worker_.read_buffer(),
-                                       Worker::kReadBufferSize, config.tunnel.buffer);
+                                       Tunnel::Endpoint{up_->stream(), &up_->writer()}, worker_.tunnel_buffers(),
+                                       config.tunnel.buffer);
     tunnel_->protocol = std::move(protocols);
     tunnel_->target = http_->req.target;
     tunnel_->client = http_->client_ip;
@@ -891,6 +891,8 @@ void ClientConn::tunnel_shutdown(int side) {
 
 void ClientConn::tunnel_ended(const char* how) {
     g_metrics.tunnels_active.fetch_sub(1, std::memory_order_relaxed);
+    // The tunnel writes to the client directly (not through out_), except what it was
+    // handed at the switch.
     g_metrics.bytes_to_clients_total.fetch_add(out_.bytes_written() - bytes_out_mark_, std::memory_order_relaxed);
     bytes_out_mark_ = out_.bytes_written();
     AccessLog& log = worker_.access_log();

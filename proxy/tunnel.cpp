@@ -4,15 +4,17 @@
 
 namespace sy {
 
-Tunnel::Tunnel(uv_loop_t* loop, TunnelOwner& owner, Endpoint client_end, Endpoint upstream_end, char* read_buffer,
-               std::size_t read_buffer_size, std::size_t buffer)
-    : loop_(loop),
-      owner_(owner),
-      ends_{client_end, upstream_end},
-      read_buffer_(read_buffer),
-      read_buffer_size_(read_buffer_size),
-      buffer_(buffer) {
-    started_ms_ = last_activity_ms_ = uv_now(loop_);
+Tunnel::Tunnel(TunnelOwner& owner, Endpoint client_end, Endpoint upstream_end, BufferPool& pool, std::size_t buffer)
+    : owner_(owner), ends_{client_end, upstream_end}, pool_(pool), buffer_(buffer) {
+    last_activity_ms_ = uv_now(client_end.stream->loop);
+}
+
+Tunnel::~Tunnel() {
+    // Writes still in flight complete (or are cancelled) after we are gone: they only give
+    // their buffer back.
+    for (Direction& dir : dirs_) {
+        if (dir.writing != nullptr) dir.writing->owner = nullptr;
+    }
 }
 
 void Tunnel::start(std::string_view to_upstream, std::string_view to_client) {
@@ -27,60 +29,90 @@ void Tunnel::start(std::string_view to_upstream, std::string_view to_client) {
     }
     ends_[kClient].stream->data = this;
     ends_[kUpstream].stream->data = this;
-    ends_[kClient].writer->set_low_water(buffer_ / 2);
-    ends_[kUpstream].writer->set_low_water(buffer_ / 2);
     update_reading(kClient);
     update_reading(kUpstream);
 }
 
-// Reads at most what still fits under the bound toward the other side, so the queue never
-// exceeds `buffer` however fast the sender is.
+// A buffer from the pool, never larger than the per-direction bound.
 void Tunnel::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
     auto* self = static_cast<Tunnel*>(handle->data);
-    Side from = self->side_of(reinterpret_cast<uv_stream_t*>(handle));
-    std::size_t queued = self->ends_[from == kClient ? kUpstream : kClient].writer->queued();
-    std::size_t room = queued < self->buffer_ ? self->buffer_ - queued : 1;
-    std::size_t len = room < self->read_buffer_size_ ? room : self->read_buffer_size_;
-    *buf = uv_buf_init(self->read_buffer_, static_cast<unsigned>(len));
+    BufferPool::Buffer* b = self->pool_.take();
+    std::size_t len = self->pool_.size() < self->buffer_ ? self->pool_.size() : self->buffer_;
+    *buf = uv_buf_init(b->data(), static_cast<unsigned>(len));
 }
 
 void Tunnel::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     auto* self = static_cast<Tunnel*>(stream->data);
-    if (self->ended_ || nread == 0) return;
-    Side from = self->side_of(stream);
-    if (nread == UV_EOF) {
-        self->on_eof(from);
+    BufferPool::Buffer* b = buf->base != nullptr ? BufferPool::Buffer::of(buf->base) : nullptr;
+    if (nread <= 0 || self->ended_) {
+        if (b != nullptr) self->pool_.give(b);  // nread 0: EAGAIN, the buffer comes back
+        if (self->ended_ || nread == 0) return;
+        Side from = self->side_of(stream);
+        if (nread == UV_EOF) {
+            self->on_eof(from);
+        } else {
+            self->end(from == kClient ? "client_reset" : "upstream_reset");
+        }
         return;
     }
-    if (nread < 0) {
-        self->end(from == kClient ? "client_reset" : "upstream_reset");
-        return;
-    }
-    self->pump(from, buf->base, static_cast<std::size_t>(nread));
+    self->pump(self->side_of(stream), b, static_cast<std::size_t>(nread));
 }
 
-void Tunnel::pump(Side from, const char* data, std::size_t len) {
-    Side to = from == kClient ? kUpstream : kClient;
+void Tunnel::pump(Side from, BufferPool::Buffer* b, std::size_t len) {
+    Side to = other(from);
     dirs_[from].bytes += len;
-    last_activity_ms_ = uv_now(loop_);
-    ends_[to].writer->write(std::string_view(data, len));
-    update_reading(from);
+    last_activity_ms_ = uv_now(ends_[from].stream->loop);
+    uv_stream_t* out = ends_[to].stream;
+    uv_buf_t data = uv_buf_init(b->data(), static_cast<unsigned>(len));
+    int sent = uv_try_write(out, &data, 1);
+    if (sent == static_cast<int>(len)) {
+        pool_.give(b);
+        return;
+    }
+    if (sent < 0 && sent != UV_EAGAIN) {
+        pool_.give(b);
+        end(to == kClient ? "client_reset" : "upstream_reset");
+        return;
+    }
+    // The kernel took part of it (or nothing): the rest is written from this very buffer,
+    // and `from` is not read until it is out.
+    std::size_t done = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+    uv_buf_t rest = uv_buf_init(b->data() + done, static_cast<unsigned>(len - done));
+    b->owner = this;
+    b->side = from;
+    b->req.data = b;
+    if (uv_write(&b->req, out, &rest, 1, &Tunnel::on_write) != 0) {
+        pool_.give(b);
+        end(to == kClient ? "client_reset" : "upstream_reset");
+        return;
+    }
+    dirs_[from].writing = b;
+    set_reading(from, false);
 }
 
-// Reads `from` only while it has not ended and the queue toward the other side is under
-// the bound; once over it, reading waits until the queue drains to half.
+// Runs when a buffer's write ends, also after the tunnel is gone (a close cancels it).
+void Tunnel::on_write(uv_write_t* req, int status) {
+    auto* b = static_cast<BufferPool::Buffer*>(req->data);
+    auto* self = static_cast<Tunnel*>(b->owner);
+    auto from = static_cast<Side>(b->side);
+    b->pool->give(b);
+    if (self == nullptr) return;
+    self->dirs_[from].writing = nullptr;
+    if (self->ended_) return;
+    if (status < 0) {
+        self->end(other(from) == kClient ? "client_reset" : "upstream_reset");
+        return;
+    }
+    self->update_reading(from);
+}
+
+// Reads `from` only while it has not ended and nothing is queued toward the other side
+// beyond what the connection's writer may still hold under the bound.
 void Tunnel::update_reading(Side from) {
     if (ended_) return;
-    Side to = from == kClient ? kUpstream : kClient;
-    std::size_t queued = ends_[to].writer->queued();
-    Direction& dir = dirs_[from];
-    if (dir.eof) {
-        set_reading(from, false);
-    } else if (queued >= buffer_) {
-        set_reading(from, false);
-    } else if (!dir.reading && queued <= buffer_ / 2) {
-        set_reading(from, true);
-    }
+    const Direction& dir = dirs_[from];
+    bool want = !dir.eof && dir.writing == nullptr && ends_[other(from)].writer->queued() < buffer_;
+    set_reading(from, want);
 }
 
 void Tunnel::set_reading(Side from, bool on) {
@@ -106,7 +138,7 @@ void Tunnel::on_eof(Side from) {
     if (!dir.shutdown_requested) {
         dir.shutdown_requested = true;
         // Toward the other side: libuv performs the shutdown after the queued writes.
-        owner_.tunnel_shutdown(from == kClient ? kUpstream : kClient);
+        owner_.tunnel_shutdown(other(from));
     }
 }
 
@@ -116,14 +148,13 @@ void Tunnel::on_shutdown_done(Side side, int status) {
         end(side == kClient ? "client_reset" : "upstream_reset");
         return;
     }
-    Side from = side == kClient ? kUpstream : kClient;
-    dirs_[from].done = true;
+    dirs_[other(side)].done = true;
     if (dirs_[kClient].done && dirs_[kUpstream].done) end("eof");
 }
 
 void Tunnel::on_writer_drained(Side side) {
     if (ended_) return;
-    update_reading(side == kClient ? kUpstream : kClient);
+    update_reading(other(side));
 }
 
 void Tunnel::on_writer_failed(Side side, int) {

@@ -3,9 +3,13 @@
 //
 // One symmetric pump, parameterised by direction: bytes read from side `from` are written
 // to side `1 - from`. It is entered by swapping the streams' read callbacks to the tunnel's
-// (ClientConn and UpstreamConn keep owning their handles and writers). Per direction:
-//   - backpressure: when more than `buffer` bytes are queued toward a side, the other side
-//     is not read; reading resumes once that queue drains to half;
+// (ClientConn and UpstreamConn keep owning their handles). Per direction:
+//   - zero copy: a read lands in a buffer from the worker's pool; what the kernel does not
+//     take at once is written from that same buffer, and the buffer goes back to the pool
+//     when written, so buffers exist only while bytes flow;
+//   - backpressure: while a buffer is being written toward a side (or the connection's
+//     own writer still holds bytes for it), the other side is not read; a read never takes
+//     more than `buffer` (tunnel.buffer), so at most that much is queued per direction;
 //   - half-close: EOF from a side becomes a write shutdown toward the other side once what
 //     is queued toward it is written (libuv's uv_shutdown waits for the queue); the other
 //     direction keeps flowing.
@@ -24,12 +28,10 @@
 
 #include <uv.h>
 
+#include "proxy/buffer_pool.hpp"
 #include "proxy/stream_writer.hpp"
-#include "routing/config.hpp"
 
 namespace sy {
-
-class Tunnel;
 
 class TunnelOwner {
 public:
@@ -47,11 +49,12 @@ public:
 
     struct Endpoint {
         uv_stream_t* stream = nullptr;
-        StreamWriter* writer = nullptr;  // writes toward this side
+        StreamWriter* writer = nullptr;  // the connection's writer toward this side (held
+                                         // bytes and the 101 go through it first)
     };
 
-    Tunnel(uv_loop_t* loop, TunnelOwner& owner, Endpoint client_end, Endpoint upstream_end, char* read_buffer,
-           std::size_t read_buffer_size, std::size_t buffer);
+    Tunnel(TunnelOwner& owner, Endpoint client_end, Endpoint upstream_end, BufferPool& pool, std::size_t buffer);
+    ~Tunnel();
     Tunnel(const Tunnel&) = delete;
     Tunnel& operator=(const Tunnel&) = delete;
 
@@ -60,7 +63,7 @@ public:
     // then starts reading both sides.
     void start(std::string_view to_upstream, std::string_view to_client);
 
-    // Events the owner forwards from the writers and its shutdown requests.
+    // Events the owner forwards from its writers and its shutdown requests.
     void on_writer_drained(Side side);
     void on_writer_failed(Side side, int status);
     void on_shutdown_done(Side side, int status);
@@ -71,7 +74,6 @@ public:
 
     // Bytes that went from `side` to the other side.
     std::uint64_t bytes_from(Side side) const { return dirs_[side].bytes; }
-    std::uint64_t started_ms() const { return started_ms_; }
     // The loop time of the last byte either way (or of the switch).
     std::uint64_t idle_since() const { return last_activity_ms_; }
 
@@ -83,6 +85,7 @@ public:
 private:
     // One direction: bytes read from `from` written toward the other side.
     struct Direction {
+        BufferPool::Buffer* writing = nullptr;  // being written toward the other side
         bool reading = false;   // reading `from` is started
         bool eof = false;       // `from` sent EOF
         bool shutdown_requested = false;
@@ -92,22 +95,21 @@ private:
 
     static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
     static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+    static void on_write(uv_write_t* req, int status);
 
+    static Side other(Side s) { return s == kClient ? kUpstream : kClient; }
     Side side_of(uv_stream_t* stream) const { return stream == ends_[kClient].stream ? kClient : kUpstream; }
-    void pump(Side from, const char* data, std::size_t len);
+    void pump(Side from, BufferPool::Buffer* buffer, std::size_t len);
     void set_reading(Side from, bool on);
     void update_reading(Side from);
     void on_eof(Side from);
 
-    uv_loop_t* loop_;
     TunnelOwner& owner_;
     std::array<Endpoint, 2> ends_;
     std::array<Direction, 2> dirs_;  // indexed by the side read from
-    char* read_buffer_;
-    std::size_t read_buffer_size_;
+    BufferPool& pool_;
     std::size_t buffer_;
     std::uint64_t last_activity_ms_ = 0;
-    std::uint64_t started_ms_ = 0;
     bool ended_ = false;
 };
 

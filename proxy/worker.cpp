@@ -16,7 +16,11 @@ namespace sy {
 // resolve_servers: proxy/net.hpp
 
 Worker::Worker(const Config& config, unsigned id, std::vector<int> listen_fds, AccessLog& access_log)
-    : config_(config), id_(id), access_log_(access_log), read_buffer_(new char[kReadBufferSize]) {
+    : config_(config),
+      id_(id),
+      access_log_(access_log),
+      read_buffer_(new char[kReadBufferSize]),
+      tunnel_buffers_(std::min<std::size_t>(config.tunnel.buffer, 256 * 1024), 16) {
     uv_loop_init(&loop_);
     loop_.data = this;
     uv_async_init(&loop_, &drain_async_, &Worker::on_drain_async);

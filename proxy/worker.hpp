@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "proxy/buffer_pool.hpp"
 #include "routing/config.hpp"
 
 namespace sy {
@@ -47,6 +48,8 @@ public:
     // holds none.
     static constexpr std::size_t kReadBufferSize = 64 * 1024;
     char* read_buffer() { return read_buffer_.get(); }
+    // Tunnel buffers (proxy/buffer_pool.hpp): min(tunnel.buffer, 256 KiB) each.
+    BufferPool& tunnel_buffers() { return tunnel_buffers_; }
 
     // Connection registry (for drain and the connection limit).
     void add_client(ClientConn* conn);
@@ -82,6 +85,7 @@ private:
     std::vector<std::unique_ptr<HealthChecker>> checkers_;
     std::vector<ClientConn*> clients_;
     std::unique_ptr<char[]> read_buffer_;
+    BufferPool tunnel_buffers_;
     std::thread thread_;
     std::atomic<bool> drain_now_{false};
     std::atomic<bool> loop_done_{false};
