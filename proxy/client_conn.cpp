@@ -104,7 +104,10 @@ void ClientConn::accept(uv_stream_t* server) {
         return;
     }
     uv_tcp_nodelay(&tcp_, 1);
-    http_->client_ip = peer_ip(&tcp_);
+    // The client's address costs a getpeername(2): only when something will show it.
+    if (worker_.config().forwarding.x_forwarded_for || worker_.access_log().enabled()) {
+        http_->client_ip = peer_ip(&tcp_);
+    }
     start_timer(worker_.config().timeouts.request_header);
     update_reading();
 }
@@ -421,10 +424,11 @@ void ClientConn::feed_response(const char* data, std::size_t len) {
                     return;
                 }
                 uv_timer_stop(up_timer_);
-                up_->pause_reading();
                 http_->up_held.assign(data + pos, len - pos);
-                // The switch waits for the whole request body to be forwarded.
+                // The switch waits for the whole request body to be forwarded; until then
+                // nothing more is read from the upstream.
                 switch_pending_ = true;
+                if (req_state_ != ReqState::complete) up_->pause_reading();
                 if (req_state_ == ReqState::complete) process_input();
                 return;
             }
@@ -838,11 +842,6 @@ void ClientConn::start_tunnel() {
     status_sent_ = 101;
     head_sent_ = true;
 
-    if (reading_) {
-        uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-        reading_ = false;
-    }
-    up_->pause_reading();
     set_req_state(ReqState::tunnel);
     set_res_state(ResState::tunnel);
     g_metrics.tunnels_active.fetch_add(1, std::memory_order_relaxed);
@@ -857,7 +856,9 @@ void ClientConn::start_tunnel() {
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
     std::string_view held(http_->in.data() + http_->in_pos, http_->in.size() - http_->in_pos);
-    tunnel_->start(held, http_->up_held);
+    // Sockets already being read keep being read, with the tunnel's callbacks: no
+    // stop/start (each would cost epoll_ctl calls).
+    tunnel_->start(held, http_->up_held, reading_, up_->reading());
     SY_TRACE("client %p tunnel to %s", static_cast<void*>(this), tunnel_->protocol.c_str());
 
     // What only HTTP needed goes now: an open tunnel keeps its sockets, writers and

@@ -17,7 +17,8 @@ Tunnel::~Tunnel() {
     }
 }
 
-void Tunnel::start(std::string_view to_upstream, std::string_view to_client) {
+void Tunnel::start(std::string_view to_upstream, std::string_view to_client, bool client_reading,
+                   bool upstream_reading) {
     // The held bytes go first, in order (upgrade-semantics.md, "Bytes around the switch").
     if (!to_upstream.empty()) {
         ends_[kUpstream].writer->write(to_upstream);
@@ -27,8 +28,18 @@ void Tunnel::start(std::string_view to_upstream, std::string_view to_client) {
         ends_[kClient].writer->write(to_client);
         dirs_[kUpstream].bytes += to_client.size();
     }
-    ends_[kClient].stream->data = this;
-    ends_[kUpstream].stream->data = this;
+    const bool reading[2] = {client_reading, upstream_reading};
+    for (Side side : {kClient, kUpstream}) {
+        uv_stream_t* stream = ends_[side].stream;
+        stream->data = this;
+        if (reading[side]) {
+            // libuv reads stream->alloc_cb/read_cb at every read, so replacing them takes
+            // effect at once, even inside the old read callback.
+            stream->alloc_cb = &Tunnel::on_alloc;
+            stream->read_cb = &Tunnel::on_read;
+            dirs_[side].reading = true;
+        }
+    }
     update_reading(kClient);
     update_reading(kUpstream);
 }

@@ -60,8 +60,10 @@ public:
 
     // Hands over the bytes already read at the switch, in order (`to_upstream`: what the
     // client sent after its request; `to_client`: what the upstream sent after its 101 head),
-    // then starts reading both sides.
-    void start(std::string_view to_upstream, std::string_view to_client);
+    // then reads both sides. A side whose stream is already being read (`*_reading`) keeps
+    // being read: its read callbacks are swapped to the tunnel's in place.
+    void start(std::string_view to_upstream, std::string_view to_client, bool client_reading,
+               bool upstream_reading);
 
     // Events the owner forwards from its writers and its shutdown requests.
     void on_writer_drained(Side side);

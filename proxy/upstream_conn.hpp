@@ -46,14 +46,15 @@ public:
     StreamWriter& writer() { return writer_; }
     void pause_reading();
     void resume_reading();
+    bool reading() const { return reading_; }
     std::size_t server() const { return server_; }
     bool reused() const { return reused_; }
     bool idle() const { return events_ == nullptr; }
     // Half-close toward the server once queued writes are out (tunnel). Answered with
     // UpstreamEvents::on_upstream_shutdown.
     void shutdown_write();
-    // The connection becomes one end of a tunnel: reading stops (the tunnel takes it over
-    // on stream()) and the timer, which only pooling and connecting need, is given back.
+    // The connection becomes one end of a tunnel, which takes reading over on stream(): the
+    // timer, which only pooling and connecting need, is given back.
     void enter_tunnel();
     // The socket, for a tunnel that takes over reading.
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
