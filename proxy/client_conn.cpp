@@ -851,7 +851,6 @@ void ClientConn::start_tunnel() {
                                        Tunnel::Endpoint{up_->stream(), &up_->writer()}, worker_.tunnel_buffers(),
                                        config.tunnel.buffer);
     tunnel_->protocol = std::move(protocols);
-    tunnel_->target = http_->req.target;
     tunnel_->client = http_->client_ip;
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
@@ -902,7 +901,7 @@ void ClientConn::tunnel_ended(const char* how) {
         AccessRecord r;
         r.client = tunnel_->client;
         r.method = "GET";
-        r.target = tunnel_->target;
+        r.target = "-";
         r.status = 101;
         r.bytes_in = tunnel_->bytes_from(Tunnel::kClient);
         r.bytes_out = tunnel_->bytes_from(Tunnel::kUpstream);

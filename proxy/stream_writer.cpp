@@ -16,15 +16,16 @@ struct StreamWriter::Request {
 void StreamWriter::uncork() {
     if (!corked_) return;
     corked_ = false;
-    std::string pending;
-    pending.swap(cork_);
-    write(pending);
+    if (cork_ == nullptr || cork_->empty()) return;
+    write(*cork_);
+    cork_->clear();
 }
 
 bool StreamWriter::write(std::initializer_list<std::string_view> pieces) {
     if (failed_) return false;
     if (corked_) {
-        for (std::string_view p : pieces) cork_.append(p);
+        if (cork_ == nullptr) cork_ = std::make_unique<std::string>();
+        for (std::string_view p : pieces) cork_->append(p);
         return true;
     }
     uv_buf_t bufs[8];
@@ -84,7 +85,7 @@ void StreamWriter::on_write(uv_write_t* req, int status) {
         self.fail(status);
         return;
     }
-    if (self.queued_ <= self.low_water_ && !self.failed_) self.owner_.on_writer_drained(self);
+    if (self.queued_ == 0 && !self.failed_) self.owner_.on_writer_drained(self);
 }
 
 void StreamWriter::fail(int status) {

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -17,8 +18,8 @@ class StreamWriter;
 class WriterOwner {
 public:
     virtual ~WriterOwner() = default;
-    // A write completed and the queue is now at or below the writer's low-water mark (0
-    // unless set: empty). Called from a write callback, never from write().
+    // A write completed and the queue is now empty. Called from a write callback, never
+    // from write().
     virtual void on_writer_drained(StreamWriter& writer) = 0;
     // A write failed (EPIPE, ECONNRESET, ECANCELED on close, ...). Called once per writer.
     virtual void on_writer_failed(StreamWriter& writer, int status) = 0;
@@ -43,7 +44,6 @@ public:
 
     // Bytes accepted by write() but not yet handed to the kernel.
     std::size_t queued() const { return queued_; }
-    void set_low_water(std::size_t bytes) { low_water_ = bytes; }
     bool failed() const { return failed_; }
     std::uint64_t bytes_written() const { return bytes_; }
 
@@ -55,10 +55,9 @@ private:
     uv_stream_t* stream_;
     WriterOwner& owner_;
     std::size_t queued_ = 0;
-    std::size_t low_water_ = 0;
-    std::string cork_;
-    bool corked_ = false;
     std::uint64_t bytes_ = 0;
+    std::unique_ptr<std::string> cork_;  // allocated at the first cork, then kept
+    bool corked_ = false;
     bool failed_ = false;
 };
 
