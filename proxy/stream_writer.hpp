@@ -41,6 +41,9 @@ public:
     void cork() { corked_ = true; }
     bool corked() const { return corked_; }
     void uncork();
+    // Gives back the cork's buffer (kept between requests otherwise): for a connection that
+    // will not cork again (a tunnel end).
+    void drop_cork_buffer() { cork_.reset(); }
 
     // Bytes accepted by write() but not yet handed to the kernel.
     std::size_t queued() const { return queued_; }

@@ -126,7 +126,10 @@ void UpstreamConn::on_writer_failed(StreamWriter&, int status) {
     if (events_ != nullptr && !closing_) events_->on_upstream_write_failed(*this, status);
 }
 
-void UpstreamConn::enter_tunnel() { close_and_free(timer_); }
+void UpstreamConn::enter_tunnel() {
+    close_and_free(timer_);
+    writer_.drop_cork_buffer();
+}
 
 void UpstreamConn::shutdown_write() {
     auto* req = new uv_shutdown_t;
