@@ -9,6 +9,8 @@
 // Every callback is noexcept: nothing thrown may cross llhttp's C frames.
 #include "parser/http_parser.hpp"
 
+#include <cstring>
+
 #include "parser/tokens.hpp"
 
 namespace sy {
@@ -280,34 +282,58 @@ void HttpParser::restart_head_scan() {
 // Counts head bytes (start line, fields, final CRLF; also CRLFs before the start line)
 // and finds obs-fold (RFC 9112 §5.2: a field line starting with SP or HTAB). Lines end
 // at LF: llhttp rejects a CR that is not followed by LF.
+// Line by line with memchr (the head is scanned once more by llhttp; this pass must stay
+// cheap): only the first byte of each header line and the line ends are looked at.
 std::size_t HttpParser::scan_head(const char* data, std::size_t len) {
-    for (std::size_t i = 0; i < len; ++i) {
+    // Bytes [0, room) fit under the limit; the byte at `room`, reached before the head
+    // ends, is one too many.
+    const std::size_t room =
+        limits_.max_header_bytes > head_bytes_ ? limits_.max_header_bytes - head_bytes_ : 0;
+    const std::size_t n = len < room ? len : room;
+    std::size_t i = 0;
+    while (i < n) {
         const char c = data[i];
-        if (++head_bytes_ > limits_.max_header_bytes) {
-            scan_error_ = ParseError::header_too_large;
-            scan_reason_ = "header section too large";
-            return i;
-        }
         if (!start_line_seen_) {
-            if (c == '\r' || c == '\n') continue;
+            if (c == '\r' || c == '\n') {
+                ++i;
+                continue;
+            }
             start_line_seen_ = true;
         }
-        if (c == '\n') {
-            if (!in_start_line_ && line_length_ == 0) {
+        if (!in_start_line_ && line_length_ == 0) {
+            // The first byte of a header line: an empty line ends the head; SP/HTAB is
+            // obs-fold (RFC 9112 §5.2), which llhttp would accept.
+            if (c == '\r') {
+                ++i;
+                continue;
+            }
+            if (c == '\n') {
+                head_bytes_ += i + 1;
                 scanning_head_ = false;
                 return len;
             }
-            in_start_line_ = false;
-            line_length_ = 0;
-            continue;
+            if (is_ows(c)) {
+                scan_error_ = ParseError::bad_message;
+                scan_reason_ = "obsolete line folding in header";
+                return i;
+            }
         }
-        if (c == '\r') continue;
-        if (line_length_ == 0 && !in_start_line_ && is_ows(c)) {
-            scan_error_ = ParseError::bad_message;
-            scan_reason_ = "obsolete line folding in header";
-            return i;
+        const auto* nl = static_cast<const char*>(std::memchr(data + i, '\n', n - i));
+        if (nl == nullptr) {
+            line_length_ = 1;  // the line goes on in the next feed()
+            i = n;
+            break;
         }
-        ++line_length_;
+        i = static_cast<std::size_t>(nl - data) + 1;
+        in_start_line_ = false;
+        line_length_ = 0;
+    }
+    head_bytes_ += i;
+    if (n < len) {
+        ++head_bytes_;
+        scan_error_ = ParseError::header_too_large;
+        scan_reason_ = "header section too large";
+        return n;
     }
     return len;
 }
