@@ -79,6 +79,7 @@ struct HttpParser::Callbacks {
 
     static int message_begin(HttpParser& s) {
         s.head_ = MessageHead{};
+        s.head_.headers.reserve(16);  // one allocation for a typical head, not five
         s.in_message_ = true;
         s.head_complete_ = false;
         s.in_field_name_ = false;

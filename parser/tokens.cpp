@@ -1,6 +1,8 @@
 // Token and list utilities for HTTP field values (RFC 9110 §5.6).
 #include "parser/tokens.hpp"
 
+#include <array>
+
 #include <algorithm>
 
 namespace sy {
@@ -98,15 +100,23 @@ const HeaderField* find_field(const HeaderList& headers, std::string_view name) 
 
 // tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" /
 //         "|" / "~" / DIGIT / ALPHA   (RFC 9110 §5.6.2)
-bool is_tchar(char c) {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-    switch (c) {
-        case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-        case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-            return true;
-        default:
-            return false;
-    }
+namespace {
+
+// RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+// "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. A table: it runs for every byte of every
+// field name.
+constexpr std::array<bool, 256> make_tchar_table() {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<unsigned>(c)] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<unsigned>(c)] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<unsigned>(c)] = true;
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+    return t;
 }
+constexpr std::array<bool, 256> kTchar = make_tchar_table();
+
+}  // namespace
+
+bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
 
 }  // namespace sy
