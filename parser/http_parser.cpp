@@ -145,6 +145,7 @@ struct HttpParser::Callbacks {
         if (s.head_.headers.size() > s.limits_.max_headers) {
             return refuse(s, ParseError::too_many_headers, "too many header fields");
         }
+        s.head_.headers.back().id = field_id(name);
         return 0;
     }
     static int header_value(HttpParser& s, const char* at, std::size_t len) {

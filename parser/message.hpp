@@ -7,11 +7,37 @@
 
 namespace sy {
 
+// The field names the proxy looks at. The parser classifies each field it reads once, so
+// lookups and hop-by-hop checks compare a byte instead of strings. `unknown`: not
+// classified (a field built by hand); `other`: classified, none of these.
+enum class FieldId : std::uint8_t {
+    unknown = 0,
+    other,
+    host,
+    connection,
+    upgrade,
+    keep_alive,
+    proxy_connection,
+    te,
+    transfer_encoding,
+    content_length,
+    proxy_authenticate,
+    proxy_authorization,
+    x_forwarded_for,
+    x_forwarded_proto,
+    via,
+    http2_settings,
+    sec_websocket_key,
+    sec_websocket_version,
+    sec_websocket_accept,
+};
+
 // One header field line exactly as received: name spelling and value bytes kept
 // (leading and trailing whitespace of the value removed, as RFC 9112 §5 says).
 struct HeaderField {
     std::string name;
     std::string value;
+    FieldId id = FieldId::unknown;
 };
 using HeaderList = std::vector<HeaderField>;
 

@@ -45,13 +45,63 @@ void append_field_with_element(std::string& out, const HeaderField& field,
     out.append("\r\n");
 }
 
-// Index of the last forwarded field named `name`, if any.
-std::optional<std::size_t> last_forwarded(const HeaderList& headers,
-                                          const std::vector<std::string>& conn_tokens,
+// The fixed hop-by-hop names (RFC 9110 §7.6.1, §7.8, §11.7).
+bool fixed_hop_by_hop(const HeaderField& field) {
+    switch (field.id) {
+        case FieldId::connection:
+        case FieldId::keep_alive:
+        case FieldId::proxy_connection:
+        case FieldId::te:
+        case FieldId::transfer_encoding:
+        case FieldId::upgrade:
+        case FieldId::proxy_authenticate:
+        case FieldId::proxy_authorization:
+            return true;
+        case FieldId::unknown:
+            for (std::string_view name : kHopByHop) {
+                if (iequals(field.name, name)) return true;
+            }
+            return false;
+        default:
+            return false;
+    }
+}
+
+// Hop-by-hop judgement for the fields of one head: the fixed names, and the names its
+// Connection fields list. Allocates nothing (this runs for every field of every message).
+class HopByHop {
+public:
+    explicit HopByHop(const HeaderList& headers) : headers_(headers) {
+        for (const HeaderField& f : headers) {
+            if (field_named(f, FieldId::connection, "Connection")) {
+                has_connection_ = true;
+                break;
+            }
+        }
+    }
+
+    bool operator()(const HeaderField& field) const {
+        if (fixed_hop_by_hop(field)) return true;
+        if (!has_connection_) return false;
+        for (const HeaderField& c : headers_) {
+            if (field_named(c, FieldId::connection, "Connection") && list_has_token(c.value, field.name)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+private:
+    const HeaderList& headers_;
+    bool has_connection_ = false;
+};
+
+// Index of the last forwarded field named `name` (FieldId `id`), if any.
+std::optional<std::size_t> last_forwarded(const HeaderList& headers, const HopByHop& hop_by_hop, FieldId id,
                                           std::string_view name) {
     std::optional<std::size_t> found;
     for (std::size_t i = 0; i < headers.size(); ++i) {
-        if (iequals(headers[i].name, name) && !is_hop_by_hop(headers[i], conn_tokens)) found = i;
+        if (field_named(headers[i], id, name) && !hop_by_hop(headers[i])) found = i;
     }
     return found;
 }
@@ -79,9 +129,7 @@ std::vector<std::string> connection_tokens(const HeaderList& headers) {
 }
 
 bool is_hop_by_hop(const HeaderField& field, const std::vector<std::string>& conn_tokens) {
-    for (std::string_view name : kHopByHop) {
-        if (iequals(field.name, name)) return true;
-    }
+    if (fixed_hop_by_hop(field)) return true;
     for (const std::string& token : conn_tokens) {
         if (iequals(field.name, token)) return true;
     }
@@ -96,17 +144,18 @@ void append_upstream_request_head(std::string& out, const MessageHead& req,
     out.append(req.target);
     out.append(" HTTP/1.1\r\n");
 
-    const std::vector<std::string> conn_tokens = connection_tokens(req.headers);
+    const HopByHop hop_by_hop(req.headers);
     const bool add_xff = fwd.x_forwarded_for && !fwd.client_address.empty();
     const std::optional<std::size_t> last_xff =
-        add_xff ? last_forwarded(req.headers, conn_tokens, "X-Forwarded-For") : std::nullopt;
+        add_xff ? last_forwarded(req.headers, hop_by_hop, FieldId::x_forwarded_for, "X-Forwarded-For")
+                : std::nullopt;
     const std::optional<std::size_t> last_via =
-        fwd.via ? last_forwarded(req.headers, conn_tokens, "Via") : std::nullopt;
+        fwd.via ? last_forwarded(req.headers, hop_by_hop, FieldId::via, "Via") : std::nullopt;
 
     for (std::size_t i = 0; i < req.headers.size(); ++i) {
         const HeaderField& field = req.headers[i];
-        if (is_hop_by_hop(field, conn_tokens)) continue;
-        if (fwd.x_forwarded_proto && iequals(field.name, "X-Forwarded-Proto")) continue;
+        if (hop_by_hop(field)) continue;
+        if (fwd.x_forwarded_proto && field_named(field, FieldId::x_forwarded_proto, "X-Forwarded-Proto")) continue;
         if (i == last_xff) {
             append_field_with_element(out, field, fwd.client_address);
         } else if (i == last_via) {
@@ -129,15 +178,15 @@ void append_client_response_head(std::string& out, const MessageHead& resp,
                                  const ClientResponseOptions& opts, const HeaderList& extra) {
     append_status_line(out, resp.status, resp.reason);
 
-    const std::vector<std::string> conn_tokens = connection_tokens(resp.headers);
+    const HopByHop hop_by_hop(resp.headers);
     const std::optional<std::size_t> last_via =
-        opts.via ? last_forwarded(resp.headers, conn_tokens, "Via") : std::nullopt;
+        opts.via ? last_forwarded(resp.headers, hop_by_hop, FieldId::via, "Via") : std::nullopt;
     const bool chunked = opts.framing == BodyFraming::chunked;
 
     for (std::size_t i = 0; i < resp.headers.size(); ++i) {
         const HeaderField& field = resp.headers[i];
-        if (is_hop_by_hop(field, conn_tokens)) continue;
-        if (chunked && iequals(field.name, "Content-Length")) continue;
+        if (hop_by_hop(field)) continue;
+        if (chunked && field_named(field, FieldId::content_length, "Content-Length")) continue;
         if (i == last_via) {
             append_field_with_element(out, field, kViaToken);
         } else {

@@ -40,83 +40,90 @@ std::string_view trim_ows(std::string_view s) {
 // quoted-string a backslash escapes the next character (§5.6.4).
 std::vector<std::string_view> split_list(std::string_view value) {
     std::vector<std::string_view> out;
-    std::size_t start = 0;
-    bool quoted = false;
-    for (std::size_t i = 0; i <= value.size(); ++i) {
-        if (i < value.size()) {
-            const char c = value[i];
-            if (quoted) {
-                if (c == '\\') {
-                    ++i;
-                } else if (c == '"') {
-                    quoted = false;
-                }
-                continue;
-            }
-            if (c == '"') {
-                quoted = true;
-                continue;
-            }
-            if (c != ',') continue;
-        }
-        const std::string_view element =
-            trim_ows(value.substr(start, std::min(i, value.size()) - start));
-        if (!element.empty()) out.push_back(element);
-        start = i + 1;
-    }
+    any_list_element(value, [&](std::string_view element) {
+        out.push_back(element);
+        return false;
+    });
     return out;
 }
 
 bool list_has_token(std::string_view value, std::string_view token) {
-    for (std::string_view element : split_list(value)) {
-        if (iequals(element, token)) return true;
-    }
-    return false;
+    return any_list_element(value, [&](std::string_view element) { return iequals(element, token); });
 }
 
 std::vector<std::string_view> collect_list(const HeaderList& headers, std::string_view name) {
     std::vector<std::string_view> out;
+    const FieldId id = field_id(name);
     for (const HeaderField& field : headers) {
-        if (!iequals(field.name, name)) continue;
-        for (std::string_view element : split_list(field.value)) out.push_back(element);
+        if (!field_named(field, id, name)) continue;
+        any_list_element(field.value, [&](std::string_view element) {
+            out.push_back(element);
+            return false;
+        });
     }
     return out;
 }
 
 std::size_t count_fields(const HeaderList& headers, std::string_view name) {
     std::size_t n = 0;
+    const FieldId id = field_id(name);
     for (const HeaderField& field : headers) {
-        if (iequals(field.name, name)) ++n;
+        if (field_named(field, id, name)) ++n;
     }
     return n;
 }
 
 const HeaderField* find_field(const HeaderList& headers, std::string_view name) {
+    const FieldId id = field_id(name);
     for (const HeaderField& field : headers) {
-        if (iequals(field.name, name)) return &field;
+        if (field_named(field, id, name)) return &field;
     }
     return nullptr;
 }
 
-// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" /
-//         "|" / "~" / DIGIT / ALPHA   (RFC 9110 §5.6.2)
 namespace {
 
-// RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
-// "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. A table: it runs for every byte of every
-// field name.
-constexpr std::array<bool, 256> make_tchar_table() {
-    std::array<bool, 256> t{};
-    for (int c = '0'; c <= '9'; ++c) t[static_cast<unsigned>(c)] = true;
-    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<unsigned>(c)] = true;
-    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<unsigned>(c)] = true;
-    for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
-    return t;
+// `name` equals `known` (lower-case letters, digits and '-') ignoring ASCII case. OR-ing
+// 0x20 folds upper to lower case; it also maps CR to '-' and some control bytes to digits,
+// none of which can be in a field name (the parser admits only tchars).
+bool equals_lower(std::string_view name, std::string_view known) {
+    for (std::size_t i = 0; i < known.size(); ++i) {
+        if (static_cast<char>(name[i] | 0x20) != known[i]) return false;
+    }
+    return true;
 }
-constexpr std::array<bool, 256> kTchar = make_tchar_table();
 
 }  // namespace
 
-bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
+FieldId field_id(std::string_view name) {
+    // By length first: at most three comparisons for any name.
+    auto is = [&](std::string_view known) { return equals_lower(name, known); };
+    switch (name.size()) {
+        case 2: return is("te") ? FieldId::te : FieldId::other;
+        case 3: return is("via") ? FieldId::via : FieldId::other;
+        case 4: return is("host") ? FieldId::host : FieldId::other;
+        case 7: return is("upgrade") ? FieldId::upgrade : FieldId::other;
+        case 10:
+            if (is("connection")) return FieldId::connection;
+            return is("keep-alive") ? FieldId::keep_alive : FieldId::other;
+        case 14:
+            if (is("content-length")) return FieldId::content_length;
+            return is("http2-settings") ? FieldId::http2_settings : FieldId::other;
+        case 15: return is("x-forwarded-for") ? FieldId::x_forwarded_for : FieldId::other;
+        case 16: return is("proxy-connection") ? FieldId::proxy_connection : FieldId::other;
+        case 17:
+            if (is("transfer-encoding")) return FieldId::transfer_encoding;
+            if (is("x-forwarded-proto")) return FieldId::x_forwarded_proto;
+            return is("sec-websocket-key") ? FieldId::sec_websocket_key : FieldId::other;
+        case 18: return is("proxy-authenticate") ? FieldId::proxy_authenticate : FieldId::other;
+        case 19: return is("proxy-authorization") ? FieldId::proxy_authorization : FieldId::other;
+        case 20: return is("sec-websocket-accept") ? FieldId::sec_websocket_accept : FieldId::other;
+        case 21: return is("sec-websocket-version") ? FieldId::sec_websocket_version : FieldId::other;
+        default: return FieldId::other;
+    }
+}
+
+// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" /
+//         "|" / "~" / DIGIT / ALPHA   (RFC 9110 §5.6.2)
 
 }  // namespace sy

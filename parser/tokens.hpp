@@ -2,6 +2,7 @@
 // Pure functions over string_views; no allocation unless a function returns a container.
 #pragma once
 
+#include <array>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,7 +34,64 @@ std::size_t count_fields(const HeaderList& headers, std::string_view name);
 // The first field named `name` (case-insensitive), or nullptr.
 const HeaderField* find_field(const HeaderList& headers, std::string_view name);
 
+namespace detail {
+// RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+// "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. A table, inline: it runs for every byte of
+// every field name.
+constexpr std::array<bool, 256> make_tchar_table() {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<unsigned>(c)] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<unsigned>(c)] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<unsigned>(c)] = true;
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+    return t;
+}
+inline constexpr std::array<bool, 256> kTchar = make_tchar_table();
+}  // namespace detail
+
 // An RFC 9110 token character (tchar).
-bool is_tchar(char c);
+inline bool is_tchar(char c) { return detail::kTchar[static_cast<unsigned char>(c)]; }
+
+// The FieldId of a field name (case-insensitive); FieldId::other for any other name.
+FieldId field_id(std::string_view name);
+
+// Does `field` have the name `name`, whose FieldId is `id` (field_id(name))? Compares the
+// ids when both are known, the names otherwise.
+inline bool field_named(const HeaderField& field, FieldId id, std::string_view name) {
+    if (field.id != FieldId::unknown && id != FieldId::other) return field.id == id;
+    return iequals(field.name, name);
+}
+
+// Calls fn(element) for each element of a comma list (RFC 9110 §5.6.1: OWS trimmed, empty
+// elements skipped, commas inside quoted strings kept) until fn returns true; returns
+// whether it did. Allocates nothing.
+template <typename Fn>
+bool any_list_element(std::string_view value, Fn&& fn) {
+    std::size_t start = 0;
+    bool quoted = false;
+    for (std::size_t i = 0; i <= value.size(); ++i) {
+        if (i < value.size()) {
+            const char c = value[i];
+            if (quoted) {
+                if (c == '\\') {
+                    ++i;
+                } else if (c == '"') {
+                    quoted = false;
+                }
+                continue;
+            }
+            if (c == '"') {
+                quoted = true;
+                continue;
+            }
+            if (c != ',') continue;
+        }
+        const std::size_t end = i < value.size() ? i : value.size();
+        const std::string_view element = trim_ows(value.substr(start, end - start));
+        if (!element.empty() && fn(element)) return true;
+        start = i + 1;
+    }
+    return false;
+}
 
 }  // namespace sy

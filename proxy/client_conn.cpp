@@ -103,7 +103,7 @@ void ClientConn::accept(uv_stream_t* server) {
         close();
         return;
     }
-    uv_tcp_nodelay(&tcp_, 1);
+    // TCP_NODELAY is inherited from the listening socket (proxy/net.cpp).
     // The client's address costs a getpeername(2): only when something will show it.
     if (worker_.config().forwarding.x_forwarded_for || worker_.access_log().enabled()) {
         http_->client_ip = peer_ip(&tcp_);
@@ -402,7 +402,14 @@ void ClientConn::on_upstream_timer(uv_timer_t* timer) {
     if (self->res_state_ == ResState::waiting) self->fail_exchange(504, "upstream response timeout");
 }
 
-void ClientConn::on_upstream_read(UpstreamConn&, const char* data, std::size_t len) { feed_response(data, len); }
+// Everything one upstream read produces for the client (a response head and the body bytes
+// behind it, a 101 and the first tunnel bytes) leaves in one write: one TCP segment
+// instead of several small ones.
+void ClientConn::on_upstream_read(UpstreamConn&, const char* data, std::size_t len) {
+    out_.cork();
+    feed_response(data, len);
+    if (!closing_) out_.uncork();
+}
 
 void ClientConn::feed_response(const char* data, std::size_t len) {
     std::size_t pos = 0;
@@ -702,6 +709,7 @@ void ClientConn::respond_local(int status, bool keep_open, const char* why, cons
 
 void ClientConn::close_after_flush() {
     if (closing_ || closing_after_flush_) return;
+    out_.uncork();  // the last response goes before the FIN
     closing_after_flush_ = true;
     uv_timer_stop(up_timer_);
     if (up_ != nullptr) {

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 namespace sy {
@@ -45,6 +46,9 @@ int open_listener(const sockaddr_storage& address, bool reuse_port, std::string*
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (address.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt here
+    // instead of one per connection.
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     socklen_t len = address.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
     if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), len) != 0) {
         *error = std::string("bind: ") + std::strerror(errno);

@@ -18,7 +18,7 @@ bool resolve_address(const Address& address, sockaddr_storage* out, std::string*
 std::vector<sockaddr_storage> resolve_servers(const UpstreamConfig& upstream);
 
 // A bound, listening TCP socket (SO_REUSEADDR; SO_REUSEPORT when `reuse_port`, so several
-// workers can listen on the same port). Returns -1 with `error` set on failure.
+// workers can listen on the same port; TCP_NODELAY, which accepted sockets inherit). Returns -1 with `error` set on failure.
 int open_listener(const sockaddr_storage& address, bool reuse_port, std::string* error);
 
 // "ip:port" of a bound socket (for the "listening on" line; resolves port 0).

@@ -36,6 +36,10 @@ void UpstreamConn::connect(UpstreamEvents& events) {
     }
     auto timeout = static_cast<std::uint64_t>(pool_.worker().config().timeouts.upstream_connect.count());
     uv_timer_start(timer_, &UpstreamConn::on_timer, timeout, 0);
+    // Reading starts with the connect, so the socket enters epoll once for both (libuv
+    // handles the connect first); started after it, libuv would ADD again, fail with
+    // EEXIST and MOD: two more epoll_ctl per connection.
+    start_reading();
 }
 
 // Runs before the handle's close callback, even after close() (status UV_ECANCELED).

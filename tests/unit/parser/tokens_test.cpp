@@ -100,3 +100,54 @@ TEST_CASE("is_tchar") {
     CHECK_FALSE(is_tchar('\0'));
     CHECK_FALSE(is_tchar(static_cast<char>(0xc3)));
 }
+
+TEST_CASE("field_id classifies the names the proxy looks at, in any case") {
+    struct Case {
+        const char* name;
+        sy::FieldId id;
+    };
+    const std::vector<Case> cases = {
+        {"Host", sy::FieldId::host},
+        {"HOST", sy::FieldId::host},
+        {"connection", sy::FieldId::connection},
+        {"Upgrade", sy::FieldId::upgrade},
+        {"Keep-Alive", sy::FieldId::keep_alive},
+        {"Proxy-Connection", sy::FieldId::proxy_connection},
+        {"TE", sy::FieldId::te},
+        {"Transfer-Encoding", sy::FieldId::transfer_encoding},
+        {"Content-Length", sy::FieldId::content_length},
+        {"Proxy-Authenticate", sy::FieldId::proxy_authenticate},
+        {"Proxy-Authorization", sy::FieldId::proxy_authorization},
+        {"X-Forwarded-For", sy::FieldId::x_forwarded_for},
+        {"x-forwarded-proto", sy::FieldId::x_forwarded_proto},
+        {"Via", sy::FieldId::via},
+        {"HTTP2-Settings", sy::FieldId::http2_settings},
+        {"Sec-WebSocket-Key", sy::FieldId::sec_websocket_key},
+        {"Sec-WebSocket-Version", sy::FieldId::sec_websocket_version},
+        {"Sec-WebSocket-Accept", sy::FieldId::sec_websocket_accept},
+        {"Hosts", sy::FieldId::other},
+        {"Hos", sy::FieldId::other},
+        {"X-Forwarded-Fox", sy::FieldId::other},
+        {"Connectio_", sy::FieldId::other},
+        {"", sy::FieldId::other},
+        {"Te-", sy::FieldId::other},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.name);
+        CHECK(sy::field_id(c.name) == c.id);
+    }
+}
+
+TEST_CASE("lookups agree for parsed (classified) and hand-built (unclassified) fields") {
+    sy::HeaderList parsed = {{"Host", "a", sy::FieldId::host}, {"X-Other", "b", sy::FieldId::other},
+                             {"UPGRADE", "ws", sy::FieldId::upgrade}};
+    sy::HeaderList built = {{"Host", "a"}, {"X-Other", "b"}, {"UPGRADE", "ws"}};
+    for (const sy::HeaderList* list : {&parsed, &built}) {
+        CHECK(sy::count_fields(*list, "host") == 1);
+        CHECK(sy::count_fields(*list, "upgrade") == 1);
+        CHECK(sy::count_fields(*list, "x-other") == 1);
+        CHECK(sy::count_fields(*list, "connection") == 0);
+        REQUIRE(sy::find_field(*list, "Upgrade") != nullptr);
+        CHECK(sy::find_field(*list, "Upgrade")->value == "ws");
+    }
+}
