@@ -223,6 +223,13 @@ def main():
                     cells += ["–", "–"]
             L.append(f"| {label} | " + " | ".join(cells) + " |")
         L.append("")
+    # The hand-written part: where the time goes, before and after, and what the figures that
+    # miss their target would need (bench/analysis.md, kept next to the scripts).
+    analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+    if os.path.exists(analysis):
+        with open(analysis) as f:
+            L.append(f.read().rstrip("\n"))
+        L.append("")
     L.append("## Reference figures (the issue, an earlier run on this kind of machine)")
     L.append("")
     L.append("Per fully used proxy core: plain HTTP req/s nginx 66k, HAProxy 64k, HAProxy+splice 71k; upgrade")
