@@ -288,7 +288,7 @@ set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
 set yrange [0:*]
-set key top right
+set key outside right top vertical
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2 lc rgb "#444444"
 plot "{data}" using 2:xtic(1) title "Switchyard" lc rgb "#d62728", \\
      "" using 3 title "nginx" lc rgb "#2ca02c", \\
