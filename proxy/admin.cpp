@@ -8,22 +8,31 @@
 #include "proxy/metrics.hpp"
 #include "proxy/net.hpp"
 #include "proxy/stream_writer.hpp"
+#include "proxy/uv_util.hpp"
 
 namespace sy {
 
 namespace {
 
-// One admin connection: reads one request head, answers it, closes.
+// One admin connection: reads one request head, answers it, closes. A connection that
+// has not been answered and written within kTimeout is closed, so a silent client can
+// neither hold a descriptor for long nor delay shutdown (the main loop waits for it).
 class AdminConn final : HttpParser::Handler, WriterOwner {
 public:
+    static constexpr std::uint64_t kTimeout = 5000;  // ms
+
     explicit AdminConn(uv_loop_t* loop)
-        : writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this),
+        : timer_(new uv_timer_t),
+          writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this),
           parser_(HttpParser::Kind::request, *this, HttpParser::Limits{8192, 50}) {
         uv_tcp_init(loop, &tcp_);
         tcp_.data = this;
+        uv_timer_init(loop, timer_);
+        timer_->data = this;
     }
 
     void accept(uv_stream_t* server) {
+        uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<AdminConn*>(t->data)->close(); }, kTimeout, 0);
         if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0 ||
             uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &AdminConn::on_alloc, &AdminConn::on_read) != 0) {
             close();
@@ -78,11 +87,13 @@ private:
     void close() {
         if (closing_) return;
         closing_ = true;
+        close_and_free(timer_);
         uv_close(reinterpret_cast<uv_handle_t*>(&tcp_),
                  [](uv_handle_t* h) { delete static_cast<AdminConn*>(h->data); });
     }
 
     uv_tcp_t tcp_{};
+    uv_timer_t* timer_;
     StreamWriter writer_;
     HttpParser parser_;
     bool answered_ = false;

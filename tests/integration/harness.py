@@ -160,7 +160,7 @@ class Proxy:
         try:
             self.ports = _wait_for_lines(self.stderr_path, self.proc, LISTEN_RE,
                                          self.listeners, "switchyard")
-            self.port = self.ports[0]
+            self.port = self.ports[0] if self.ports else None
             if self.has_admin:
                 self.admin_port = _wait_for_lines(self.stderr_path, self.proc, ADMIN_RE, 1,
                                                   "switchyard admin")[0]
