@@ -860,6 +860,7 @@ void ClientConn::start_tunnel() {
                                        config.tunnel.buffer);
     tunnel_->protocol = std::move(protocols);
     tunnel_->client = http_->client_ip;
+    tunnel_->target = http_->req.target;
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
     std::string_view held(http_->in.data() + http_->in_pos, http_->in.size() - http_->in_pos);
@@ -909,7 +910,7 @@ void ClientConn::tunnel_ended(const char* how) {
         AccessRecord r;
         r.client = tunnel_->client;
         r.method = "GET";
-        r.target = "-";
+        r.target = tunnel_->target;
         r.status = 101;
         r.bytes_in = tunnel_->bytes_from(Tunnel::kClient);
         r.bytes_out = tunnel_->bytes_from(Tunnel::kUpstream);

@@ -17,7 +17,9 @@ void StreamWriter::uncork() {
     if (!corked_) return;
     corked_ = false;
     if (cork_ == nullptr || cork_->empty()) return;
+    uncorking_ = true;  // these bytes were counted when they were corked
     write(*cork_);
+    uncorking_ = false;
     cork_->clear();
 }
 
@@ -25,7 +27,10 @@ bool StreamWriter::write(std::initializer_list<std::string_view> pieces) {
     if (failed_) return false;
     if (corked_) {
         if (cork_ == nullptr) cork_ = std::make_unique<std::string>();
-        for (std::string_view p : pieces) cork_->append(p);
+        for (std::string_view p : pieces) {
+            cork_->append(p);
+            bytes_ += p.size();  // counted when accepted, so a log line written while corked is right
+        }
         return true;
     }
     uv_buf_t bufs[8];
@@ -37,7 +42,7 @@ bool StreamWriter::write(std::initializer_list<std::string_view> pieces) {
         total += p.size();
     }
     if (total == 0) return true;
-    bytes_ += total;
+    if (!uncorking_) bytes_ += total;
 
     std::size_t sent = 0;
     if (queued_ == 0) {

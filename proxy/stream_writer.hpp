@@ -61,6 +61,7 @@ private:
     std::uint64_t bytes_ = 0;
     std::unique_ptr<std::string> cork_;  // allocated at the first cork, then kept
     bool corked_ = false;
+    bool uncorking_ = false;
     bool failed_ = false;
 };
 

@@ -79,8 +79,9 @@ public:
     // The loop time of the last byte either way (or of the switch).
     std::uint64_t idle_since() const { return last_activity_ms_; }
 
-    // For the access log: the protocol switched to and the client's IP.
+    // For the access log: the protocol switched to, the request target, the client's IP.
     std::string protocol;
+    std::string target;
     std::string client;
 
 private:
