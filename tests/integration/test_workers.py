@@ -72,6 +72,24 @@ class Listeners(unittest.TestCase):
                 self.assertIn(b"X-Forwarded-For: ::1\r\n", be.received(0))
 
 
+class ConnectionLimit(unittest.TestCase):
+    def test_connections_over_max_connections_are_closed_at_once(self):
+        with ScriptedBackend() as be, \
+                Proxy(make_config([be.address], limits={"max_connections": 2})) as px:
+            held = [Client(px.port), Client(px.port)]
+            for c in held:
+                c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(c.read_response().status, 200)
+            with Client(px.port) as extra:
+                self.assertTrue(extra.is_closed(2.0), "a third connection was served")
+            self.assertGreaterEqual(px.metric("switchyard_connections_refused_total"), 1)
+            for c in held:
+                c.close()
+            px.assert_idle()
+            # Below the limit again: served.
+            self.assertEqual(get(px.port, "/again").status, 200)
+
+
 class Shutdown(unittest.TestCase):
     def test_silent_admin_client_does_not_hold_up_shutdown(self):
         with ScriptedBackend() as be:
