@@ -1,5 +1,9 @@
 #include "proxy/tunnel.hpp"
 
+#include <cerrno>
+
+#include <sys/socket.h>
+
 #include "proxy/log.hpp"
 
 namespace sy {
@@ -146,11 +150,27 @@ void Tunnel::on_eof(Side from) {
     dir.eof = true;
     set_reading(from, false);
     SY_TRACE("tunnel %p: EOF from %s", static_cast<void*>(this), from == kClient ? "client" : "upstream");
-    if (!dir.shutdown_requested) {
-        dir.shutdown_requested = true;
-        // Toward the other side: libuv performs the shutdown after the queued writes.
-        owner_.tunnel_shutdown(other(from));
+    if (dir.shutdown_requested) return;
+    dir.shutdown_requested = true;
+    const Side to = other(from);
+    const bool flushed = dir.writing == nullptr && ends_[to].writer->queued() == 0;
+    if (!flushed) {
+        // Bytes are still on their way toward `to`: libuv shuts down after them.
+        owner_.tunnel_shutdown(to);
+        return;
     }
+    if (dirs_[to].done) {
+        // `to` already sent its EOF (all of it read) and got ours: both directions are over.
+        // Closing sends the FIN itself, so no shutdown(2) first.
+        end("eof");
+        return;
+    }
+    // Nothing queued toward `to`: shut its write side down now. uv_shutdown would first
+    // wait for writability (an epoll_ctl, an epoll_wait round, another epoll_ctl).
+    int fd = -1;
+    int r = uv_fileno(reinterpret_cast<uv_handle_t*>(ends_[to].stream), &fd);
+    if (r == 0 && ::shutdown(fd, SHUT_WR) != 0) r = -errno;
+    on_shutdown_done(to, r);
 }
 
 void Tunnel::on_shutdown_done(Side side, int status) {
