@@ -17,6 +17,7 @@ namespace sy {
 using config_detail::Entry;
 using config_detail::Fields;
 using config_detail::Reader;
+using config_detail::quoted;
 
 namespace {
 
@@ -57,14 +58,6 @@ bool is_host_pattern(std::string_view pattern) {
     });
 }
 
-std::string quoted(std::string_view text) {
-    std::string out;
-    out.reserve(text.size() + 2);
-    out += '\'';
-    out += text;
-    out += '\'';
-    return out;
-}
 
 // Reads one section into `config`. Each takes the section's entry in its parent map.
 class ConfigReader {

@@ -35,6 +35,9 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     return d[a.size()][b.size()];
 }
 
+
+}  // namespace
+
 std::string quoted(std::string_view text) {
     std::string out;
     out.reserve(text.size() + 2);
@@ -43,8 +46,6 @@ std::string quoted(std::string_view text) {
     out += '\'';
     return out;
 }
-
-}  // namespace
 
 YAML::Mark Entry::value_mark() const {
     if (value && !value.IsNull() && value.Mark().line >= 0) {

@@ -85,5 +85,7 @@ private:
 std::string describe(const YAML::Node& node);
 // Joins with ", ".
 std::string join(std::initializer_list<std::string_view> words);
+// 'text', for messages.
+std::string quoted(std::string_view text);
 
 }  // namespace sy::config_detail
