@@ -17,19 +17,19 @@ void StreamWriter::uncork() {
     if (!corked_) return;
     corked_ = false;
     if (cork_ == nullptr || cork_->empty()) return;
-    uncorking_ = true;  // these bytes were counted when they were corked
-    write(*cork_);
-    uncorking_ = false;
+    uv_buf_t buf = uv_buf_init(cork_->data(), static_cast<unsigned>(cork_->size()));
+    send(&buf, 1, cork_->size());  // copies what the kernel does not take
     cork_->clear();
 }
 
 bool StreamWriter::write(std::initializer_list<std::string_view> pieces) {
     if (failed_) return false;
+    // Bytes count when accepted, corked or not, so a log line written while corked is right.
     if (corked_) {
         if (cork_ == nullptr) cork_ = std::make_unique<std::string>();
         for (std::string_view p : pieces) {
             cork_->append(p);
-            bytes_ += p.size();  // counted when accepted, so a log line written while corked is right
+            bytes_ += p.size();
         }
         return true;
     }
@@ -42,8 +42,12 @@ bool StreamWriter::write(std::initializer_list<std::string_view> pieces) {
         total += p.size();
     }
     if (total == 0) return true;
-    if (!uncorking_) bytes_ += total;
+    bytes_ += total;
+    return send(bufs, n, total);
+}
 
+bool StreamWriter::send(const uv_buf_t* bufs, unsigned n, std::size_t total) {
+    if (failed_) return false;
     std::size_t sent = 0;
     if (queued_ == 0) {
         int r = uv_try_write(stream_, bufs, n);

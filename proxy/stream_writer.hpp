@@ -47,11 +47,12 @@ public:
 
     // Bytes accepted by write() but not yet handed to the kernel.
     std::size_t queued() const { return queued_; }
-    bool failed() const { return failed_; }
     std::uint64_t bytes_written() const { return bytes_; }
 
 private:
     struct Request;
+    // Hands already counted bytes to the kernel, queueing what it does not take.
+    bool send(const uv_buf_t* bufs, unsigned n, std::size_t total);
     static void on_write(uv_write_t* req, int status);
     void fail(int status);
 
@@ -61,7 +62,6 @@ private:
     std::uint64_t bytes_ = 0;
     std::unique_ptr<std::string> cork_;  // allocated at the first cork, then kept
     bool corked_ = false;
-    bool uncorking_ = false;
     bool failed_ = false;
 };
 
