@@ -10,6 +10,7 @@
 #include "proxy/access_log.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/net.hpp"
 #include "proxy/upstream_pool.hpp"
 #include "proxy/uv_util.hpp"
 #include "proxy/worker.hpp"
@@ -60,13 +61,7 @@ std::string peer_ip(const uv_tcp_t* tcp) {
     sockaddr_storage ss{};
     int len = sizeof ss;
     if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "-";
-    char buf[INET6_ADDRSTRLEN] = "-";
-    if (ss.ss_family == AF_INET) {
-        uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&ss), buf, sizeof buf);
-    } else if (ss.ss_family == AF_INET6) {
-        uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&ss), buf, sizeof buf);
-    }
-    return buf;
+    return address_text(reinterpret_cast<const sockaddr*>(&ss), false);
 }
 
 }  // namespace

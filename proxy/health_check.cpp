@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <string>
 
-#include <netinet/in.h>
-
 #include "parser/http_parser.hpp"
 #include "proxy/log.hpp"
 #include "proxy/net.hpp"
@@ -57,7 +55,7 @@ private:
             return;
         }
         self->request_ = "GET " + self->owner_.check_.path +
-                         " HTTP/1.1\r\nHost: " + local_peer_name(self->owner_.pool_.address(self->server_)) +
+                         " HTTP/1.1\r\nHost: " + address_text(self->owner_.pool_.address(self->server_), true) +
                          "\r\nUser-Agent: switchyard-health-check\r\nConnection: close\r\n\r\n";
         self->write_.data = self;
         uv_buf_t buf = uv_buf_init(self->request_.data(), static_cast<unsigned>(self->request_.size()));
@@ -97,19 +95,6 @@ private:
     static void on_closed(uv_handle_t* handle) {
         auto* self = static_cast<Probe*>(handle->data);
         if (--self->pending_ == 0) delete self;
-    }
-
-    // "ip:port" for the Host field.
-    static std::string local_peer_name(const sockaddr* address) {
-        char host[64] = "";
-        if (address->sa_family == AF_INET) {
-            const auto* in = reinterpret_cast<const sockaddr_in*>(address);
-            uv_ip4_name(in, host, sizeof host);
-            return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
-        }
-        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
-        uv_ip6_name(in6, host, sizeof host);
-        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
     }
 
     HealthChecker& owner_;

@@ -63,22 +63,29 @@ int open_listener(const sockaddr_storage& address, bool reuse_port, std::string*
     return fd;
 }
 
+std::string address_text(const sockaddr* address, bool with_port) {
+    char host[INET6_ADDRSTRLEN] = "-";
+    unsigned port = 0;
+    if (address->sa_family == AF_INET) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(address);
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        return with_port ? std::string(host) + ":" + std::to_string(port) : std::string(host);
+    }
+    if (address->sa_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        return with_port ? "[" + std::string(host) + "]:" + std::to_string(port) : std::string(host);
+    }
+    return "-";
+}
+
 std::string local_address(int fd) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (ss.ss_family == AF_INET) {
-        auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-        return std::string(host) + ":" + std::to_string(port);
-    }
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-    port = ntohs(in6->sin6_port);
-    return "[" + std::string(host) + "]:" + std::to_string(port);
+    return address_text(reinterpret_cast<const sockaddr*>(&ss), true);
 }
 
 }  // namespace sy

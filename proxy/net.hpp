@@ -21,6 +21,10 @@ std::vector<sockaddr_storage> resolve_servers(const UpstreamConfig& upstream);
 // workers can listen on the same port; TCP_NODELAY, which accepted sockets inherit). Returns -1 with `error` set on failure.
 int open_listener(const sockaddr_storage& address, bool reuse_port, std::string* error);
 
+// The text of a socket address: "ip" without the port, "ip:port" / "[v6]:port" with it.
+// "-" for an address family other than IPv4/IPv6.
+std::string address_text(const sockaddr* address, bool with_port);
+
 // "ip:port" of a bound socket (for the "listening on" line; resolves port 0).
 std::string local_address(int fd);
 
