@@ -24,6 +24,9 @@ IO_TIMEOUT = 5.0       # any single socket wait
 START_TIMEOUT = 10.0   # a process printing its "listening" line
 STOP_TIMEOUT = 10.0    # a process exiting after SIGTERM
 
+# The fields the default forwarding config appends to a request from this machine.
+FWD = b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+
 LISTEN_RE = re.compile(rb"^switchyard: listening on 127\.0\.0\.1:(\d+)$", re.M)
 ADMIN_RE = re.compile(rb"^switchyard: admin listening on 127\.0\.0\.1:(\d+)$", re.M)
 
@@ -344,6 +347,15 @@ def _read_chunked(recv_more, buf):
         if buf[pos + size:pos + size + 2] != b"\r\n":
             raise AssertionError("chunk data not followed by CRLF")
         pos += size + 2
+
+
+def decode_chunked(raw):
+    """The body of a complete chunked encoding (fails on a truncated or over-long one)."""
+    def no_more():
+        raise AssertionError("truncated chunked body")
+    _, body, rest = _read_chunked(no_more, raw)
+    assert rest == b"", rest
+    return body
 
 
 class Response:

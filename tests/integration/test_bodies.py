@@ -6,10 +6,9 @@ import os
 import random
 import unittest
 
-from harness import (Client, Proxy, ScriptedBackend, _read_chunked, main, make_config,
+from harness import (FWD, Client, Proxy, ScriptedBackend, decode_chunked, main, make_config,
                      ok_response, serve_forever)
 
-FWD = b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
 BIG = 1024 * 1024 + 12345
 
 
@@ -23,14 +22,6 @@ def chunked(body, rng):
         pos += n
         first = False
     return out + b"0\r\n\r\n"
-
-
-def decode_chunked(raw):
-    def no_more():
-        raise AssertionError("truncated chunked body")
-    _, body, rest = _read_chunked(no_more, raw)
-    assert rest == b"", rest
-    return body
 
 
 class RequestBodies(unittest.TestCase):

@@ -4,10 +4,9 @@ upgrade rule of this stage: every Upgrade is stripped, and a 101 to it is a 502.
 
 import unittest
 
-from harness import (Client, DemoBackend, Proxy, ScriptedBackend, http_request,
+from harness import (FWD, Client, DemoBackend, Proxy, ScriptedBackend, http_request,
                      main, make_config, ok_response, serve_forever)
 
-FWD = b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
 
 
 def strip_connection_close(head):

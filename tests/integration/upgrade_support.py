@@ -8,9 +8,8 @@ import re
 import socket
 import time
 
-from harness import IO_TIMEOUT, Client, PeerClosed, _read_chunked, make_config
+from harness import FWD, IO_TIMEOUT, Client, PeerClosed, decode_chunked, make_config
 
-FWD = b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
 
 # RFC 6455 §1.3's sample key and its accept value.
 WS_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -85,14 +84,6 @@ def strip_connection_close(head):
     everything else must be exact."""
     suffix = b"Connection: close\r\n\r\n"
     return head[:-len(suffix)] + b"\r\n" if head.endswith(suffix) else head
-
-
-def decode_chunked(raw):
-    def no_more():
-        raise AssertionError("truncated chunked body")
-    _, body, rest = _read_chunked(no_more, raw)
-    assert rest == b"", rest
-    return body
 
 
 def finish(px, timeout=5.0):
