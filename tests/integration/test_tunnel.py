@@ -9,9 +9,10 @@ import threading
 import time
 import unittest
 
-from harness import Proxy, ScriptedBackend, main, passive
-from upgrade_support import (finish, open_ws_tunnel, recv_exact, reset_close,
-                             upgrade_config, wait_eof, wait_log, wait_until)
+from harness import Client, Proxy, ScriptedBackend, main, passive
+from upgrade_support import (finish, open_ws_tunnel, recv_exact, reset_close, switching,
+                             upgrade_config, wait_eof, wait_log, wait_until, ws_forwarded,
+                             ws_request)
 
 MiB = 1024 * 1024
 
@@ -287,6 +288,54 @@ class Tunnel(unittest.TestCase):
             self.assertTrue(wait_until(lambda: "proto=websocket" in px.stdout(), 1.0),
                             "no tunnel access-log record")
             # The admin listener is gone with the process: the gauges can not be read.
+
+
+class HeldBytes(unittest.TestCase):
+    """upgrade-semantics.md, "Bytes around the switch": bytes the client sends before the
+    response are held, bounded (the proxy stops reading at tunnel.buffer), and delivered in
+    order once the 101 is accepted."""
+
+    def test_bytes_held_before_the_101_are_bounded_by_tunnel_buffer(self):
+        size = 32 * MiB
+        early = os.urandom(size)
+        with ScriptedBackend(passive, keep_open=True) as be, \
+                tunnel_proxy(be, tunnel={"buffer": "64KiB"}) as px:
+            c = Client(px.port)
+            with c:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+                c.sock.settimeout(30)
+                pid = px.proc.pid
+                base = vm_rss_kib(pid)
+                sender = Sender(c.sock, ws_request() + early)
+                sender.start()
+                be.wait_accepted(1)
+                bc = be.connections[0]
+                self.assertEqual(bc.recv_request(), ws_forwarded())
+                # The backend sits on its answer for 1.5 s while the client keeps sending.
+                peak = base
+                deadline = time.monotonic() + 1.5
+                while time.monotonic() < deadline:
+                    peak = max(peak, vm_rss_kib(pid))
+                    time.sleep(0.05)
+                self.assertEqual(bc.recv_some(0.1), b"", "bytes forwarded before the 101")
+                self.assertTrue(sender.is_alive(), "all 32 MiB went out: nothing stopped reading")
+                self.assertLess(sender.sent, size // 2, "the client's sends did not block")
+                self.assertLess(peak - base, 8 * 1024,
+                                f"proxy RSS grew {peak - base} KiB while holding early bytes")
+                # The switch: every held byte reaches the backend, in order.
+                bc.send(switching())
+                resp = c.read_response()
+                self.assertEqual(resp.status, 101, resp)
+                bc.sock.settimeout(30)
+                receiver = Receiver(bc.sock, limit=size)
+                receiver.start()
+                sender.join(30)
+                receiver.join(30)
+                self.assertFalse(sender.is_alive() or receiver.is_alive(), "not done in 30 s")
+                self.assertEqual(receiver.count, size)
+                self.assertEqual(receiver.sha.hexdigest(), hashlib.sha256(early).hexdigest())
+            bc.close()
+            finish(px)
 
 
 if __name__ == "__main__":
