@@ -135,11 +135,11 @@ void ClientConn::update_reading() {
     } else {
         // Unparsed bytes are bounded: a partial head by the header limit (plus one read),
         // bytes held behind a forwarded upgrade request by tunnel.buffer.
-        std::size_t unparsed = http_->in.size() - http_->in_pos;
+        std::size_t held = unparsed().size();
         std::size_t bound = http_->decision.kind == UpgradeDecision::Kind::forward && req_state_ == ReqState::complete
                                 ? worker_.config().tunnel.buffer
                                 : worker_.config().limits.max_header_bytes + Worker::kReadBufferSize;
-        want = unparsed < bound &&
+        want = held < bound &&
                out_.queued() < high_water() &&
                !(up_ != nullptr && up_->writer().queued() >= high_water());
     }
@@ -174,12 +174,38 @@ void ClientConn::on_client_bytes(const char* data, std::size_t len) {
         set_req_state(ReqState::head);
         start_timer(worker_.config().timeouts.request_header);
     }
-    if (http_->in_pos == http_->in.size()) {
-        http_->in.clear();
-        http_->in_pos = 0;
+    Http& h = *http_;
+    if (h.in_pos == h.in.size()) {
+        h.in.clear();
+        h.in_pos = 0;
     }
-    http_->in.append(data, len);
+    if (h.in.empty()) {
+        h.direct = std::string_view(data, len);  // parsed where it was read: no copy
+    } else {
+        h.in.append(data, len);
+    }
     process_input();
+    // The read buffer is reused by the next read: keep what the parser left (a partial
+    // head, a pipelined request, bytes held behind an upgrade).
+    if (http_ != nullptr && !http_->direct.empty()) {
+        http_->in.append(http_->direct.data(), http_->direct.size());
+        http_->direct = {};
+    }
+}
+
+std::string_view ClientConn::unparsed() const {
+    const Http& h = *http_;
+    if (!h.direct.empty()) return h.direct;
+    return std::string_view(h.in.data() + h.in_pos, h.in.size() - h.in_pos);
+}
+
+void ClientConn::consume(std::size_t n) {
+    Http& h = *http_;
+    if (!h.direct.empty()) {
+        h.direct.remove_prefix(n);
+    } else {
+        h.in_pos += n;
+    }
 }
 
 void ClientConn::on_client_eof(int status) {
@@ -225,10 +251,10 @@ void ClientConn::process_input() {
         }
         // idle, head or body: the parser may run. A 0-byte feed still completes a
         // message that ends at its head.
-        std::size_t avail = http_->in.size() - http_->in_pos;
-        if (avail == 0 && req_state_ != ReqState::body) break;
-        HttpParser::Result r = http_->req_parser.feed(http_->in.data() + http_->in_pos, avail);
-        http_->in_pos += r.consumed;
+        const std::string_view input = unparsed();
+        if (input.empty() && req_state_ != ReqState::body) break;
+        HttpParser::Result r = http_->req_parser.feed(input.data(), input.size());
+        consume(r.consumed);
         bytes_in_ += r.consumed;
         if (r.status == HttpParser::Status::error) {
             SY_TRACE("client %p parse error: %s", static_cast<void*>(this), r.reason);
@@ -653,7 +679,7 @@ void ClientConn::finish_exchange() {
         http_->req_parser.resume();
     }
     start_timer(worker_.config().timeouts.keepalive_idle);
-    if (http_->in_pos < http_->in.size()) {
+    if (!unparsed().empty()) {
         set_req_state(ReqState::head);
         start_timer(worker_.config().timeouts.request_header);
     }
@@ -858,7 +884,7 @@ void ClientConn::start_tunnel() {
     tunnel_->target = http_->req.target;
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
-    std::string_view held(http_->in.data() + http_->in_pos, http_->in.size() - http_->in_pos);
+    std::string_view held = unparsed();
     // Sockets already being read keep being read, with the tunnel's callbacks: no
     // stop/start (each would cost epoll_ctl calls).
     tunnel_->start(held, http_->up_held, reading_, up_->reading());

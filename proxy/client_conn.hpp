@@ -109,6 +109,9 @@ private:
     void set_res_state(ResState next);
 
     void on_client_bytes(const char* data, std::size_t len);
+    // The client bytes not parsed yet (the current read's rest, or the saved ones).
+    std::string_view unparsed() const;
+    void consume(std::size_t n);
     void on_client_eof(int status);
     void process_input();
     void start_exchange();
@@ -144,6 +147,9 @@ private:
         HttpParser resp_parser;
         std::string in;          // bytes read from the client and not parsed yet, from in_pos
         std::size_t in_pos = 0;
+        // During on_client_bytes only: the unparsed rest of the current read, parsed in
+        // place when `in` holds nothing; what the parser leaves is copied into `in` after.
+        std::string_view direct;
         std::string scratch;     // chunk headers and serialised heads
         MessageHead req;
         MessageHead resp;
