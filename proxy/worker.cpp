@@ -107,10 +107,9 @@ void Worker::remove_client(ClientConn* conn) {
 void Worker::on_tunnel_sweep(uv_timer_t* timer) {
     auto* self = static_cast<Worker*>(timer->data);
     std::uint64_t now = self->now_ms();
-    // check_tunnel_idle may close connections, which edits clients_: iterate over a copy
-    // only when there is something to end.
-    std::vector<ClientConn*> clients = self->clients_;
-    for (ClientConn* conn : clients) conn->check_tunnel_idle(now);
+    // Ending a tunnel only starts closing its connection; clients_ changes in the close
+    // callback, after this loop, so no copy of the list is needed.
+    for (ClientConn* conn : self->clients_) conn->check_tunnel_idle(now);
 }
 
 void Worker::on_drain_async(uv_async_t* async) {
