@@ -16,8 +16,6 @@
 namespace sy {
 namespace {
 
-bool is_ows(char c) { return c == ' ' || c == '\t'; }
-
 void trim_in_place(std::string& s) {
     std::size_t begin = 0;
     while (begin < s.size() && is_ows(s[begin])) ++begin;

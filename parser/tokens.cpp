@@ -6,15 +6,6 @@
 #include <algorithm>
 
 namespace sy {
-namespace {
-
-char ascii_lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool is_ows(char c) { return c == ' ' || c == '\t'; }
-
-}  // namespace
 
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;

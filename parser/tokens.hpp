@@ -11,6 +11,11 @@
 
 namespace sy {
 
+// ASCII lower case of one byte (locale-independent).
+inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+// Optional whitespace (RFC 9110 §5.6.3): SP or HTAB.
+inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
+
 // ASCII case-insensitive equality.
 bool iequals(std::string_view a, std::string_view b);
 // ASCII lower-case copy.

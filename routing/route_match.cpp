@@ -7,10 +7,6 @@
 namespace sy {
 namespace {
 
-char lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
 bool iends_with(std::string_view text, std::string_view suffix) {
     return text.size() >= suffix.size() && iequals(text.substr(text.size() - suffix.size()), suffix);
 }
@@ -23,7 +19,7 @@ std::size_t scheme_prefix_length(std::string_view target) {
         return 0;
     }
     for (std::size_t i = 0; i < colon; ++i) {
-        const char c = lower(target[i]);
+        const char c = ascii_lower(target[i]);
         const bool alpha = c >= 'a' && c <= 'z';
         if (!alpha && (i == 0 || !((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'))) {
             return 0;
