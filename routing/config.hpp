@@ -61,6 +61,7 @@ struct RouteMatch {
 };
 
 struct RouteConfig {
+    std::string name;               // label in logs and metrics; "route<N>" (N from 1) when unset
     RouteMatch match;
     std::string upstream;           // name of the pool
     std::size_t upstream_index = 0; // index into Config::upstreams
@@ -98,8 +99,11 @@ struct AdminConfig {
     Address address;
 };
 
+enum class AccessLogFormat { text, json };
+
 struct AccessLogConfig {
     std::string path = "-";  // "-" = stdout, "off" = disabled, else a file path
+    AccessLogFormat format = AccessLogFormat::text;
     bool enabled() const { return path != "off"; }
 };
 
@@ -115,6 +119,7 @@ struct Config {
     ForwardingConfig forwarding;
     std::optional<AdminConfig> admin;
     AccessLogConfig access_log;
+    std::string pid_file;  // "" = none
 };
 
 }  // namespace sy

@@ -83,10 +83,12 @@ private:
     void read_admin(const Entry& entry, Config& config);
     void read_access_log(const Entry& entry, AccessLogConfig& access_log);
     void resolve_upstreams(Config& config);
+    void name_routes(Config& config);
 
     Reader& r_;
     bool upstreams_read_ = false;          // the upstreams section was a map
     std::vector<YAML::Mark> route_upstream_marks_;  // per route, where `upstream` is
+    std::vector<YAML::Mark> route_name_marks_;      // per route, where `name` is (null: unnamed)
 };
 
 void ConfigReader::read_root(const YAML::Node& root, Config& config) {
@@ -97,7 +99,7 @@ void ConfigReader::read_root(const YAML::Node& root, Config& config) {
     }
     const Fields fields =
         r_.fields(root, {"listen", "workers", "upstreams", "routes", "timeouts", "limits", "tunnel",
-                         "forwarding", "admin", "access_log"});
+                         "forwarding", "admin", "access_log", "pid_file"});
     if (const Entry* e = r_.required(fields, root, "listen")) {
         read_listen(*e, config);
     }
@@ -128,7 +130,17 @@ void ConfigReader::read_root(const YAML::Node& root, Config& config) {
     if (const Entry* e = fields.find("access_log")) {
         read_access_log(*e, config.access_log);
     }
+    if (const Entry* e = fields.find("pid_file")) {
+        if (auto path = r_.scalar(*e)) {
+            if (path->empty()) {
+                r_.error(e->value_mark(), "'pid_file' must not be empty (leave the key out for no pid file)");
+            } else {
+                config.pid_file = std::move(*path);
+            }
+        }
+    }
     resolve_upstreams(config);
+    name_routes(config);
 }
 
 void ConfigReader::read_listen(const Entry& entry, Config& config) {
@@ -298,7 +310,27 @@ void ConfigReader::read_routes(const Entry& entry, Config& config) {
 }
 
 void ConfigReader::read_route(const Entry& entry, RouteConfig& route) {
-    const Fields fields = r_.fields(entry.value, {"match", "upstream", "upgrade"});
+    const Fields fields = r_.fields(entry.value, {"name", "match", "upstream", "upgrade"});
+    YAML::Mark name_mark = YAML::Mark::null_mark();
+    if (const Entry* e = fields.find("name")) {
+        if (auto name = r_.scalar(*e)) {
+            // A label value in metrics and a field in log lines: printable ASCII, no quotes
+            // or backslashes, so that it reads the same everywhere it appears.
+            const bool printable = !name->empty() && name->size() <= 128 &&
+                                   std::all_of(name->begin(), name->end(), [](char c) {
+                                       return c > ' ' && c < 0x7f && c != '"' && c != '\\';
+                                   });
+            if (printable) {
+                route.name = std::move(*name);
+                name_mark = e->value_mark();
+            } else {
+                r_.error(e->value_mark(), "invalid route name " + quoted(*name) +
+                                              " (expected 1 to 128 printable characters without spaces, "
+                                              "quotes or backslashes)");
+            }
+        }
+    }
+    route_name_marks_.push_back(name_mark);
     if (const Entry* e = fields.find("match")) {
         read_match(*e, route.match);
     }
@@ -491,7 +523,12 @@ void ConfigReader::read_access_log(const Entry& entry, AccessLogConfig& access_l
     if (!r_.expect_map(entry)) {
         return;
     }
-    const Fields fields = r_.fields(entry.value, {"path"});
+    const Fields fields = r_.fields(entry.value, {"path", "format"});
+    if (const Entry* e = fields.find("format")) {
+        if (auto index = r_.choice(*e, {"text", "json"})) {
+            access_log.format = *index == 0 ? AccessLogFormat::text : AccessLogFormat::json;
+        }
+    }
     if (const Entry* e = fields.find("path")) {
         if (auto path = r_.scalar(*e)) {
             if (path->empty()) {
@@ -529,6 +566,31 @@ void ConfigReader::resolve_upstreams(Config& config) {
             message += " (did you mean " + quoted(suggestion) + "?)";
         }
         r_.error(route_upstream_marks_[i], std::move(message));
+    }
+}
+
+// Unnamed routes are "route<N>", N their position from 1 (config.md). Names label metrics
+// and log lines, so two routes may not share one, given or defaulted.
+void ConfigReader::name_routes(Config& config) {
+    for (std::size_t i = 0; i < config.routes.size(); ++i) {
+        RouteConfig& route = config.routes[i];
+        if (route.name.empty()) {
+            route.name = "route" + std::to_string(i + 1);
+        }
+        for (std::size_t j = 0; j < i; ++j) {
+            if (config.routes[j].name != route.name) {
+                continue;
+            }
+            const bool named = i < route_name_marks_.size() && route_name_marks_[i].line >= 0;
+            if (named) {
+                r_.error(route_name_marks_[i], "duplicate route name " + quoted(route.name) + " (route " +
+                                                   std::to_string(j + 1) + " has it)");
+            } else {
+                r_.error(route_name_marks_[j], "route name " + quoted(route.name) + " is the default name of route " +
+                                                   std::to_string(i + 1) + ", which has no name of its own");
+            }
+            break;
+        }
     }
 }
 

@@ -111,6 +111,7 @@ UpgradeDecision respond(UpgradeDecision decision, int status, std::string reason
 // may have sent optimistically behind the request are never parsed as HTTP.
 UpgradeDecision bad_handshake(UpgradeDecision decision, const std::string& what) {
     decision = respond(std::move(decision), 400, what);
+    decision.outcome = UpgradeOutcome::bad_request;
     decision.close = true;
     decision.response_body = "400 Bad Request: " + what + "\n";
     return decision;
@@ -138,6 +139,7 @@ UpgradeDecision apply_websocket_profile(UpgradeDecision decision, const MessageH
         decision = respond(std::move(decision), 426,
                            version == nullptr ? "missing Sec-WebSocket-Version"
                                               : "unsupported Sec-WebSocket-Version");
+        decision.outcome = UpgradeOutcome::bad_request;
         decision.response_fields = {{"Sec-WebSocket-Version", "13"}};
         decision.response_body = "426 Upgrade Required: Sec-WebSocket-Version 13\n";
         return decision;
@@ -147,6 +149,23 @@ UpgradeDecision apply_websocket_profile(UpgradeDecision decision, const MessageH
 }
 
 }  // namespace
+
+const char* outcome_name(UpgradeOutcome outcome) {
+    switch (outcome) {
+        case UpgradeOutcome::none: return "none";
+        case UpgradeOutcome::forwarded: return "forwarded";
+        case UpgradeOutcome::stripped: return "stripped";
+        case UpgradeOutcome::rejected: return "rejected";
+        case UpgradeOutcome::required: return "required";
+        case UpgradeOutcome::bad_request: return "bad_request";
+        case UpgradeOutcome::switched: return "switched";
+        case UpgradeOutcome::declined: return "declined";
+        case UpgradeOutcome::refused_101: return "refused_101";
+        case UpgradeOutcome::terminated: return "terminated";
+        case UpgradeOutcome::throttled: return "throttled";
+    }
+    return "none";
+}
 
 // RFC 9110 §7.8: only HTTP/1.1 (and later) requests can upgrade; a server must ignore
 // Upgrade in an HTTP/1.0 request. The "upgrade" token must be in Connection (§7.6.1).
@@ -171,6 +190,7 @@ UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
 
     if (!decision.forwarded.empty()) {
         decision.kind = UpgradeDecision::Kind::forward;
+        decision.outcome = UpgradeOutcome::forwarded;
         decision.reason = "upgrade forwarded: " + join(decision.forwarded);
         if (std::any_of(decision.forwarded.begin(), decision.forwarded.end(),
                         [](const std::string& p) { return is_websocket(p); })) {
@@ -194,6 +214,7 @@ UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
         // never parsed (upgrade-semantics.md, "reject").
         const std::string refused = decision.offer.empty() ? "(empty offer)" : join(decision.offer);
         decision = respond(std::move(decision), 403, "upgrade refused: " + refused);
+        decision.outcome = UpgradeOutcome::rejected;
         decision.close = true;
         decision.response_body = "upgrade refused: " + refused + "\n";
         return decision;
@@ -208,6 +229,7 @@ UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
         decision = respond(std::move(decision), 426,
                            upgrade_request ? "upgrade required (offer not allowed)"
                                            : "upgrade required");
+        decision.outcome = UpgradeOutcome::required;
         if (!names.empty()) {
             decision.response_fields = {{"Upgrade", join(names)}, {"Connection", "Upgrade"}};
         }
@@ -217,6 +239,7 @@ UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
 
     if (upgrade_request) {
         decision.kind = UpgradeDecision::Kind::strip;
+        decision.outcome = UpgradeOutcome::stripped;
         decision.reason = "upgrade stripped: " +
                           (decision.offer.empty() ? std::string("(empty offer)") : join(decision.offer));
         return decision;

@@ -3,6 +3,8 @@
 // Pure functions: no I/O, no libuv.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,25 @@
 #include "routing/config.hpp"
 
 namespace sy {
+
+// What happened to an upgrade, in the words of the metrics' `outcome` label and the access
+// log (docs/operations.md). `decide` yields none .. bad_request; the proxy records the rest
+// when the backend answers.
+enum class UpgradeOutcome : std::uint8_t {
+    none,         // not an upgrade request
+    forwarded,    // the filtered offer went to the backend
+    stripped,     // nothing allowed: forwarded without the upgrade
+    rejected,     // nothing allowed, on_disallowed: reject (403)
+    required,     // require: true and nothing allowed (426)
+    bad_request,  // an allowed protocol's handshake is malformed (400, or 426 for the version)
+    switched,     // the backend's 101 was accepted
+    declined,     // the backend answered a final status other than 101
+    refused_101,  // the backend's 101 was refused (502)
+    terminated,   // the proxy answered the 101 itself (terminate routes)
+    throttled,    // refused by max_rate / max_tunnels (503)
+};
+inline constexpr std::size_t kUpgradeOutcomes = 11;
+const char* outcome_name(UpgradeOutcome outcome);
 
 struct UpgradeDecision {
     enum class Kind {
@@ -19,6 +40,7 @@ struct UpgradeDecision {
         respond,  // the proxy answers itself: `status`, `response_fields`, `response_body`
     };
     Kind kind = Kind::plain;
+    UpgradeOutcome outcome = UpgradeOutcome::none;
 
     // The client's offer (every Upgrade line joined, in order, as spelled) for upgrade
     // requests; empty otherwise.

@@ -84,7 +84,7 @@ TEST_CASE("config errors: keys") {
          {"4:1: unknown key 'tunenl' (did you mean 'tunnel'?)"}},
         {"unknown top-level key, far", kBase + "frobnicate: 1\n",
          {"4:1: unknown key 'frobnicate' (expected one of: listen, workers, upstreams, routes, timeouts, "
-          "limits, tunnel, forwarding, admin, access_log)"}},
+          "limits, tunnel, forwarding, admin, access_log, pid_file)"}},
         {"unknown route key", kListen + kUpstreams + "routes:\n  - upsteam: app\n",
          {"4:5: unknown key 'upsteam' (did you mean 'upstream'?)", "4:5: missing required key 'upstream'"}},
         {"unknown match key", kListen + kUpstreams + "routes:\n  - match: { path_prefx: /a }\n    upstream: app\n",
@@ -113,11 +113,35 @@ TEST_CASE("config errors: keys") {
         {"unknown access_log key", kBase + "access_log: { pth: a.log }\n",
          {"4:15: unknown key 'pth' (did you mean 'path'?)"}},
         {"unknown access_log key, far", kBase + "access_log: { file: a.log }\n",
-         {"4:15: unknown key 'file' (expected one of: path)"}},
+         {"4:15: unknown key 'file' (expected one of: path, format)"}},
         {"duplicate key", kBase + "workers: 1\nworkers: 2\n", {"5:1: duplicate key 'workers'"}},
         {"duplicate upstream", kListen + "upstreams:\n  app: { servers: [127.0.0.1:1] }\n  app: { servers: [127.0.0.1:2] }\n" + kRoutes,
          {"4:3: duplicate key 'app'"}},
         {"list as a key", kBase + "? [a, b]\n: 1\n", {"4:3: expected a name as the key, got a list"}},
+    });
+}
+
+TEST_CASE("config errors: route names, access_log format, pid_file") {
+    run({
+        {"a route name with a space", kListen + kUpstreams + "routes:\n  - name: \"my route\"\n    upstream: app\n",
+         {"4:11: invalid route name 'my route' (expected 1 to 128 printable characters without spaces, quotes or "
+          "backslashes)"}},
+        {"an empty route name", kListen + kUpstreams + "routes:\n  - name: \"\"\n    upstream: app\n",
+         {"4:11: invalid route name '' (expected 1 to 128 printable characters without spaces, quotes or "
+          "backslashes)"}},
+        {"two routes with one name",
+         kListen + kUpstreams + "routes:\n  - name: chat\n    upstream: app\n  - name: chat\n    upstream: app\n",
+         {"6:11: duplicate route name 'chat' (route 1 has it)"}},
+        {"a name that another route has by default",
+         kListen + kUpstreams + "routes:\n  - upstream: app\n  - name: route1\n    upstream: app\n",
+         {"5:11: duplicate route name 'route1' (route 1 has it)"}},
+        {"a default name that another route took",
+         kListen + kUpstreams + "routes:\n  - name: route2\n    upstream: app\n  - upstream: app\n",
+         {"4:11: route name 'route2' is the default name of route 2, which has no name of its own"}},
+        {"an unknown access log format", kBase + "access_log: { format: xml }\n",
+         {"4:23: invalid format 'xml' (expected one of: text, json)"}},
+        {"an empty pid_file", kBase + "pid_file: \"\"\n",
+         {"4:11: 'pid_file' must not be empty (leave the key out for no pid file)"}},
     });
 }
 

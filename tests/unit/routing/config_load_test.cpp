@@ -87,7 +87,29 @@ TEST_CASE("the minimal config of config.md loads with every default") {
     CHECK_FALSE(config.forwarding.via);
     CHECK_FALSE(config.admin.has_value());
     CHECK(config.access_log.path == "-");
+    CHECK(config.access_log.format == AccessLogFormat::text);
     CHECK(config.access_log.enabled());
+    CHECK(config.pid_file.empty());
+    CHECK(route.name == "route1");
+}
+
+TEST_CASE("route names (default route<N>), the access log format and pid_file") {
+    const Config config = load_ok(
+        "listen: [{ address: 127.0.0.1:8080 }]\n"
+        "upstreams: { app: { servers: [127.0.0.1:9000] } }\n"
+        "routes:\n"
+        "  - { name: chat-ws, match: { path_prefix: /ws }, upstream: app }\n"
+        "  - { match: { path_prefix: /api }, upstream: app }\n"
+        "  - { name: 'v2.catch_all', upstream: app }\n"
+        "access_log: { path: /var/log/sy.log, format: json }\n"
+        "pid_file: /run/switchyard.pid\n");
+    REQUIRE(config.routes.size() == 3);
+    CHECK(config.routes[0].name == "chat-ws");
+    CHECK(config.routes[1].name == "route2");  // its position, counted from 1
+    CHECK(config.routes[2].name == "v2.catch_all");
+    CHECK(config.access_log.format == AccessLogFormat::json);
+    CHECK(config.access_log.path == "/var/log/sy.log");
+    CHECK(config.pid_file == "/run/switchyard.pid");
 }
 
 TEST_CASE("a config with every key, none at its default") {

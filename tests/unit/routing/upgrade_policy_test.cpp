@@ -96,10 +96,25 @@ struct DecideCase {
     std::string_view body;            // response_body, exact
 };
 
+// The metrics' outcome word each expected decision must carry (docs/operations.md): a 426
+// naming Sec-WebSocket-Version is a malformed handshake, any other 426 is `require`.
+std::string_view expected_outcome(const DecideCase& c) {
+    switch (c.kind) {
+        case Kind::plain: return "none";
+        case Kind::forward: return "forwarded";
+        case Kind::strip: return "stripped";
+        case Kind::respond: break;
+    }
+    if (c.status == 403) return "rejected";
+    if (c.status == 400) return "bad_request";
+    return c.fields.find("Sec-WebSocket-Version") != std::string_view::npos ? "bad_request" : "required";
+}
+
 void check_decision(const DecideCase& c) {
     CAPTURE(c.name);
     const UpgradeDecision d = decide(c.request, c.rule);
     CHECK(kind_name(d.kind) == kind_name(c.kind));
+    CHECK(std::string_view(outcome_name(d.outcome)) == expected_outcome(c));
     CHECK(d.status == c.status);
     CHECK(join(d.offer) == c.offer);
     CHECK(join(d.forwarded) == c.forwarded);
