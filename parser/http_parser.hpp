@@ -86,6 +86,9 @@ public:
     // Forget everything; ready for a new first message.
     void reset();
 
+    // Limits for the next message head (a reload changed them between two requests).
+    void set_limits(Limits limits) { limits_ = limits; }
+
 private:
     // The llhttp callbacks, defined in http_parser.cpp; they reach `this` through
     // llhttp_t::data.

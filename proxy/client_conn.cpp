@@ -7,9 +7,8 @@
 
 #include "parser/serialize.hpp"
 #include "parser/tokens.hpp"
-#include "proxy/access_log.hpp"
+#include "proxy/ops/access_log.hpp"
 #include "proxy/log.hpp"
-#include "proxy/metrics.hpp"
 #include "proxy/net.hpp"
 #include "proxy/upstream_pool.hpp"
 #include "proxy/uv_util.hpp"
@@ -73,10 +72,11 @@ ClientConn::Http::Http(ClientConn& conn, const Config& config)
 
 ClientConn::ClientConn(Worker& worker)
     : worker_(worker),
+      gen_(worker.current()),
       timer_(new uv_timer_t),
       up_timer_(new uv_timer_t),
       out_(reinterpret_cast<uv_stream_t*>(&tcp_), *this),
-      http_(std::make_unique<Http>(*this, worker.config())) {
+      http_(std::make_unique<Http>(*this, gen_->config())) {
     uv_tcp_init(worker.loop(), &tcp_);
     uv_timer_init(worker.loop(), timer_);
     uv_timer_init(worker.loop(), up_timer_);
@@ -84,13 +84,13 @@ ClientConn::ClientConn(Worker& worker)
     timer_->data = this;
     up_timer_->data = this;
     worker.add_client(this);
-    g_metrics.connections_active.fetch_add(1, std::memory_order_relaxed);
-    g_metrics.connections_total.fetch_add(1, std::memory_order_relaxed);
+    g_stats.add(g_stats.connections_active, 1);
+    g_stats.add(g_stats.connections_total, 1);
 }
 
 ClientConn::~ClientConn() {
     worker_.remove_client(this);
-    g_metrics.connections_active.fetch_sub(1, std::memory_order_relaxed);
+    g_stats.add(g_stats.connections_active, -1);
 }
 
 void ClientConn::accept(uv_stream_t* server) {
@@ -100,10 +100,10 @@ void ClientConn::accept(uv_stream_t* server) {
     }
     // TCP_NODELAY is inherited from the listening socket (proxy/net.cpp).
     // The client's address costs a getpeername(2): only when something will show it.
-    if (worker_.config().forwarding.x_forwarded_for || worker_.access_log().enabled()) {
+    if (config().forwarding.x_forwarded_for || worker_.access_log().enabled()) {
         http_->client_ip = peer_ip(&tcp_);
     }
-    start_timer(worker_.config().timeouts.request_header);
+    start_timer(config().timeouts.request_header);
     update_reading();
 }
 
@@ -123,7 +123,7 @@ void ClientConn::set_res_state(ResState next) {
 // ---------------------------------------------------------------------------------------
 // Reading from the client
 
-std::size_t ClientConn::high_water() const { return worker_.config().tunnel.buffer; }
+std::size_t ClientConn::high_water() const { return config().tunnel.buffer; }
 
 void ClientConn::update_reading() {
     if (closing_ || tunnel_ != nullptr) return;
@@ -137,8 +137,8 @@ void ClientConn::update_reading() {
         // bytes held behind a forwarded upgrade request by tunnel.buffer.
         std::size_t held = unparsed().size();
         std::size_t bound = http_->decision.kind == UpgradeDecision::Kind::forward && req_state_ == ReqState::complete
-                                ? worker_.config().tunnel.buffer
-                                : worker_.config().limits.max_header_bytes + Worker::kReadBufferSize;
+                                ? config().tunnel.buffer
+                                : config().limits.max_header_bytes + Worker::kReadBufferSize;
         want = held < bound &&
                out_.queued() < high_water() &&
                !(up_ != nullptr && up_->writer().queued() >= high_water());
@@ -164,15 +164,16 @@ void ClientConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf
         self->on_client_eof(static_cast<int>(nread));
         return;
     }
-    g_metrics.bytes_from_clients_total.fetch_add(static_cast<std::uint64_t>(nread), std::memory_order_relaxed);
+    g_stats.add(g_stats.bytes_from_clients, nread);
     if (self->lingering_) return;  // discarded
     self->on_client_bytes(buf->base, static_cast<std::size_t>(nread));
 }
 
 void ClientConn::on_client_bytes(const char* data, std::size_t len) {
     if (req_state_ == ReqState::idle) {
+        take_current_config();
         set_req_state(ReqState::head);
-        start_timer(worker_.config().timeouts.request_header);
+        start_timer(config().timeouts.request_header);
     }
     Http& h = *http_;
     if (h.in_pos == h.in.size()) {
@@ -287,10 +288,9 @@ void ClientConn::process_input() {
 // Request parser callbacks
 
 HttpParser::AfterHead ClientConn::on_head(MessageHead& head) {
-    g_metrics.requests_total.fetch_add(1, std::memory_order_relaxed);
     uv_timer_stop(timer_);
     http_->req = std::move(head);
-    exchange_start_ms_ = worker_.now_ms();
+    exchange_start_ns_ = uv_hrtime();
     bytes_out_mark_ = out_.bytes_written();
     set_req_state(ReqState::connecting);
     return HttpParser::AfterHead::pause;  // routing and the upstream come first
@@ -319,7 +319,7 @@ void ClientConn::on_message_end() {
 // Routing and the upstream connection
 
 void ClientConn::start_exchange() {
-    const Config& config = worker_.config();
+    const Config& config = this->config();
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is answered 400.
     std::size_t hosts = count_fields(http_->req.headers, "host");
     if (hosts > 1 || (hosts == 0 && !http_->req.is_http10())) {
@@ -346,14 +346,17 @@ void ClientConn::start_exchange() {
         respond_local(404, true, "no route");
         return;
     }
+    const auto route_index = static_cast<std::size_t>(route_ - config.routes.data());
+    route_stats_ = &gen_->snapshot->stats.routes[route_index];
     http_->decision = decide(http_->req, route_->upgrade);
+    if (http_->decision.outcome != UpgradeOutcome::none) count_upgrade(http_->decision.outcome, offered_protocol());
     if (http_->decision.kind == UpgradeDecision::Kind::respond) {
         respond_local(http_->decision.status, !http_->decision.close, http_->decision.reason.c_str(), http_->decision.response_fields,
                       http_->decision.response_body);
         return;
     }
-    pool_ = &worker_.pool(route_->upstream_index);
-    http_->tried.assign(pool_->server_count(), false);
+    pool_ = gen_->pools[route_->upstream_index].get();
+    http_->tried.assign(pool_->slot_count(), false);
     connect_next();
 }
 
@@ -365,7 +368,7 @@ void ClientConn::connect_next() {
     }
     http_->tried[server] = true;
     bool connected = false;
-    up_ = pool_->acquire(server, *this, &connected);
+    up_ = pool_->acquire(server, *this, config().timeouts.upstream_connect, &connected);
     up_reusable_ = false;
     up_write_failed_ = false;
     if (connected) on_upstream_ready();
@@ -377,8 +380,8 @@ void ClientConn::on_upstream_connected(UpstreamConn& conn) {
 }
 
 void ClientConn::on_upstream_connect_failed(UpstreamConn& conn, int status) {
-    log_error("upstream %s server %zu: connect failed: %s", pool_->config().name.c_str(), conn.server(),
-              uv_strerror(status));
+    log_error("upstream %s server %s: connect failed: %s", pool_->config().name.c_str(),
+              pool_->server_name(conn.server()).c_str(), uv_strerror(status));
     pool_->record_connect_result(conn.server(), false);
     up_->close();
     up_ = nullptr;
@@ -387,7 +390,7 @@ void ClientConn::on_upstream_connect_failed(UpstreamConn& conn, int status) {
 }
 
 void ClientConn::on_upstream_ready() {
-    const Config& config = worker_.config();
+    const Config& config = this->config();
     ForwardingOptions fwd;
     fwd.x_forwarded_for = config.forwarding.x_forwarded_for;
     fwd.x_forwarded_proto = config.forwarding.x_forwarded_proto;
@@ -448,6 +451,7 @@ void ClientConn::feed_response(const char* data, std::size_t len) {
                 // passes validate_switch (upgrade-semantics.md, "Response side").
                 http_->verdict = validate_switch(http_->decision, http_->resp);
                 if (!http_->verdict.accept) {
+                    count_upgrade(UpgradeOutcome::refused_101, offered_protocol());
                     fail_exchange(502, http_->verdict.reason.c_str());
                     return;
                 }
@@ -501,7 +505,7 @@ void ClientConn::on_upstream_closed(UpstreamConn&, int status) {
             up_->close();
             up_ = nullptr;
             set_res_state(ResState::none);
-            http_->tried.assign(pool_->server_count(), false);
+            http_->tried.assign(pool_->slot_count(), false);
             connect_next();
             return;
         }
@@ -549,7 +553,7 @@ HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
             http_->scratch.clear();
             ClientResponseOptions opts;
             opts.framing = BodyFraming::none;
-            opts.via = worker_.config().forwarding.via;
+            opts.via = config().forwarding.via;
             append_client_response_head(http_->scratch, head, opts);
             out_.write(http_->scratch);
         }
@@ -571,6 +575,7 @@ HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
         // A declined upgrade: the client connection stays HTTP, and the upstream
         // connection that carried the offer is not reused.
         up_reusable_ = false;
+        count_upgrade(UpgradeOutcome::declined, offered_protocol());
     }
     if (http_->resp.status == 426) {
         // The backend's 426 keeps its Upgrade, filtered to what the route allows.
@@ -585,7 +590,7 @@ HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
     opts.framing = to_client_;
     opts.close = !keep_alive_;
     opts.keep_alive_10 = keep_alive_ && http_->req.is_http10();
-    opts.via = worker_.config().forwarding.via;
+    opts.via = config().forwarding.via;
     http_->scratch.clear();
     append_client_response_head(http_->scratch, http_->resp, opts, extra);
     out_.write(http_->scratch);
@@ -665,6 +670,10 @@ void ClientConn::finish_exchange() {
     set_res_state(ResState::none);
     set_req_state(ReqState::idle);
     route_ = nullptr;
+    route_stats_ = nullptr;
+    outcome_ = UpgradeOutcome::none;
+    protocol_stats_ = nullptr;
+    pool_ = nullptr;
     http_->decision = UpgradeDecision{};
     http_->req.method.clear();
     http_->req.target.clear();
@@ -678,10 +687,10 @@ void ClientConn::finish_exchange() {
     } else {
         http_->req_parser.resume();
     }
-    start_timer(worker_.config().timeouts.keepalive_idle);
+    start_timer(config().timeouts.keepalive_idle);
     if (!unparsed().empty()) {
         set_req_state(ReqState::head);
-        start_timer(worker_.config().timeouts.request_header);
+        start_timer(config().timeouts.request_header);
     }
     process_input();
 }
@@ -706,7 +715,7 @@ void ClientConn::fail_exchange(int status, const char* why) {
 void ClientConn::respond_local(int status, bool keep_open, const char* why, const HeaderList& fields,
                                std::string_view body) {
     SY_TRACE("client %p local %d: %s", static_cast<void*>(this), status, why);
-    g_metrics.responses_proxy_total.fetch_add(1, std::memory_order_relaxed);
+    g_stats.add(g_stats.responses_proxy);
     // The connection can go on only when the request had no body to skip and the parser
     // stands right after its head.
     keep_open = keep_open && req_state_ == ReqState::connecting && http_->req.framing == BodyFraming::none &&
@@ -802,7 +811,7 @@ void ClientConn::begin_drain() {
 void ClientConn::close() {
     if (closing_) return;
     closing_ = true;
-    if (tunnel_ != nullptr) tunnel_->end("closed");
+    if (tunnel_ != nullptr) tunnel_->end(TunnelEnd::shutdown);
     tcp_.data = this;  // a tunnel may have borrowed it for its read callbacks
     if (up_ != nullptr) {
         up_->close();
@@ -818,40 +827,12 @@ void ClientConn::on_handle_closed(uv_handle_t* handle) {
     delete self;
 }
 
-std::uint64_t ClientConn::log_bytes_to_clients() {
-    std::uint64_t out = out_.bytes_written() - bytes_out_mark_;
-    g_metrics.bytes_to_clients_total.fetch_add(out, std::memory_order_relaxed);
-    bytes_out_mark_ = out_.bytes_written();
-    return out;
-}
-
-void ClientConn::log_exchange(const char* outcome) {
-    std::uint64_t out = log_bytes_to_clients();
-    AccessLog& log = worker_.access_log();
-    if (!log.enabled()) return;
-    AccessRecord r;
-    r.client = http_->client_ip;
-    r.method = http_->req.method.empty() ? std::string_view("-") : std::string_view(http_->req.method);
-    r.target = http_->req.target.empty() ? std::string_view("-") : std::string_view(http_->req.target);
-    r.http_major = http_->req.http_major;
-    r.http_minor = http_->req.http_minor;
-    r.status = status_sent_;
-    r.bytes_in = bytes_in_;
-    r.bytes_out = out;
-    r.duration_ms = worker_.now_ms() - exchange_start_ms_;
-    r.route_line = route_ != nullptr ? route_->line : 0;
-    r.upstream = pool_ != nullptr && route_ != nullptr ? std::string_view(pool_->config().name) : std::string_view("-");
-    r.outcome = outcome;
-    log.write(r);
-}
-
-
 // ---------------------------------------------------------------------------------------
 // The switch and the tunnel
 
 void ClientConn::start_tunnel() {
     switch_pending_ = false;
-    const Config& config = worker_.config();
+    const Config& config = this->config();
     uv_timer_stop(timer_);
     uv_timer_stop(up_timer_);
 
@@ -873,15 +854,16 @@ void ClientConn::start_tunnel() {
 
     set_req_state(ReqState::tunnel);
     set_res_state(ResState::tunnel);
-    g_metrics.tunnels_active.fetch_add(1, std::memory_order_relaxed);
-    g_metrics.tunnels_total.fetch_add(1, std::memory_order_relaxed);
     tunnel_ = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this),
                                        Tunnel::Endpoint{reinterpret_cast<uv_stream_t*>(&tcp_), &out_},
                                        Tunnel::Endpoint{up_->stream(), &up_->writer()}, worker_.tunnel_buffers(),
                                        config.tunnel.buffer);
     tunnel_->protocol = std::move(protocols);
     tunnel_->client = http_->client_ip;
+    tunnel_->method = http_->req.method;
     tunnel_->target = http_->req.target;
+    count_upgrade(UpgradeOutcome::switched, tunnel_->protocol);
+    count_tunnel_open();
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
     std::string_view held = unparsed();
@@ -892,7 +874,7 @@ void ClientConn::start_tunnel() {
 
     // What only HTTP needed goes now: an open tunnel keeps its sockets, writers and
     // counters. The caller (process_input) checks http_ after this returns.
-    log_bytes_to_clients();
+    log_exchange("switched");
     close_and_free(timer_);
     close_and_free(up_timer_);
     up_->enter_tunnel();
@@ -901,8 +883,8 @@ void ClientConn::start_tunnel() {
 
 void ClientConn::check_tunnel_idle(std::uint64_t now) {
     if (tunnel_ == nullptr || tunnel_->ended()) return;
-    auto idle = static_cast<std::uint64_t>(worker_.config().timeouts.tunnel_idle.count());
-    if (now - tunnel_->idle_since() >= idle) tunnel_->end("idle_timeout");
+    auto idle = static_cast<std::uint64_t>(config().timeouts.tunnel_idle.count());
+    if (now - tunnel_->idle_since() >= idle) tunnel_->end(TunnelEnd::idle_timeout);
 }
 
 void ClientConn::tunnel_shutdown(int side) {
@@ -917,32 +899,6 @@ void ClientConn::tunnel_shutdown(int side) {
         delete req;
         tunnel_->on_shutdown_done(Tunnel::kClient, r);
     }
-}
-
-void ClientConn::tunnel_ended(const char* how) {
-    g_metrics.tunnels_active.fetch_sub(1, std::memory_order_relaxed);
-    // The tunnel writes to the client directly (not through out_), except what it was
-    // handed at the switch.
-    g_metrics.bytes_to_clients_total.fetch_add(out_.bytes_written() - bytes_out_mark_, std::memory_order_relaxed);
-    bytes_out_mark_ = out_.bytes_written();
-    AccessLog& log = worker_.access_log();
-    if (log.enabled()) {
-        std::string outcome = std::string("tunnel_") + how;
-        AccessRecord r;
-        r.client = tunnel_->client;
-        r.method = "GET";
-        r.target = tunnel_->target;
-        r.status = 101;
-        r.bytes_in = tunnel_->bytes_from(Tunnel::kClient);
-        r.bytes_out = tunnel_->bytes_from(Tunnel::kUpstream);
-        r.duration_ms = worker_.now_ms() - exchange_start_ms_;
-        r.route_line = route_ != nullptr ? route_->line : 0;
-        r.upstream = pool_ != nullptr ? std::string_view(pool_->config().name) : std::string_view("-");
-        r.outcome = outcome;
-        r.protocol = tunnel_->protocol;
-        log.write(r);
-    }
-    close();
 }
 
 }  // namespace sy

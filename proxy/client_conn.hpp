@@ -22,15 +22,16 @@
 #include "parser/http_parser.hpp"
 #include "parser/message.hpp"
 #include "proxy/stream_writer.hpp"
+#include "proxy/ops/stats.hpp"
 #include "proxy/tunnel.hpp"
 #include "proxy/upstream_conn.hpp"
+#include "proxy/worker.hpp"
 #include "routing/config.hpp"
 #include "routing/upgrade_policy.hpp"
 
 namespace sy {
 
 class UpstreamPool;
-class Worker;
 
 class ClientConn final : private HttpParser::Handler,
                          private WriterOwner,
@@ -102,7 +103,7 @@ private:
 
     // TunnelOwner.
     void tunnel_shutdown(int side) override;
-    void tunnel_ended(const char* how) override;
+    void tunnel_ended(TunnelEnd how) override;
 
     // Transitions (the only places that change the states; each traces).
     void set_req_state(ReqState next);
@@ -133,8 +134,20 @@ private:
     void start_linger();
     void update_reading();
     void start_timer(Millis timeout);
-    void log_exchange(const char* outcome);
+    // Accounting (client_conn_log.cpp): the exchange's access-log line and metrics; the
+    // upgrade outcome as it becomes known; a tunnel's open and end.
+    void log_exchange(const char* end);
     std::uint64_t log_bytes_to_clients();
+    void count_upgrade(UpgradeOutcome outcome, std::string_view protocol);
+    // The protocol the metrics and the log name for this exchange's upgrade: the first
+    // forwarded one, else the first offered one, else none.
+    std::string_view offered_protocol() const;
+    void count_tunnel_open();
+    void count_tunnel_end(TunnelEnd how);
+    // The configuration this connection's current exchange runs under; a new exchange
+    // takes the worker's newest one.
+    const Config& config() const { return gen_->config(); }
+    void take_current_config();
     std::size_t high_water() const;
 
     // Everything an HTTP exchange needs and a tunnel does not: allocated with the
@@ -161,6 +174,7 @@ private:
     };
 
     Worker& worker_;
+    GenerationPtr gen_;  // held from the start of an exchange (or a tunnel) to its end
     uv_tcp_t tcp_{};
     // Timers and the shutdown request live on the heap so that a tunnel can give them back
     // (close_and_free); null once given back.
@@ -175,11 +189,15 @@ private:
 
     // The current exchange.
     const RouteConfig* route_ = nullptr;
+    const RouteStats* route_stats_ = nullptr;  // the route's series, or "no route"
+    UpgradeOutcome outcome_ = UpgradeOutcome::none;
+    const ProtocolStats* protocol_stats_ = nullptr;  // with outcome_; a tunnel's labels
     UpstreamPool* pool_ = nullptr;
     UpstreamConn* up_ = nullptr;
     BodyFraming to_client_ = BodyFraming::none;
     int status_sent_ = 0;
-    std::uint64_t exchange_start_ms_ = 0;
+    std::uint64_t exchange_start_ns_ = 0;  // uv_hrtime() at the request head
+    std::uint64_t switch_ns_ = 0;          // uv_hrtime() at the switch (tunnels)
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_mark_ = 0;
 

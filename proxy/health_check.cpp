@@ -138,7 +138,8 @@ void HealthChecker::on_tick(uv_timer_t* timer) { static_cast<HealthChecker*>(tim
 // A probe's time limit is at most the interval, so a server has at most one probe in
 // flight.
 void HealthChecker::probe_all() {
-    for (std::size_t server = 0; server < pool_.server_count(); ++server) {
+    for (std::size_t server = 0; server < pool_.slot_count(); ++server) {
+        if (!pool_.in_service(server)) continue;
         auto* probe = new Probe(*this, server);
         probes_.push_back(probe);
         probe->start();
@@ -149,7 +150,8 @@ void HealthChecker::probe_done(Probe* probe, std::size_t server, bool up) {
     auto it = std::find(probes_.begin(), probes_.end(), probe);
     if (it != probes_.end()) probes_.erase(it);
     if (pool_.set_check_result(server, up)) {
-        log_info("upstream %s server %zu: health check %s", pool_.config().name.c_str(), server, up ? "up" : "down");
+        log_info("upstream %s server %s: health check %s", pool_.config().name.c_str(),
+                 pool_.server_name(server).c_str(), up ? "up" : "down");
     }
 }
 

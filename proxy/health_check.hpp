@@ -35,7 +35,7 @@ private:
 
     uv_loop_t* loop_;
     UpstreamPool& pool_;
-    const HealthCheck& check_;
+    HealthCheck check_;
     Millis connect_timeout_;
     uv_timer_t* timer_;  // heap: its close completes after this object may be gone
     std::vector<Probe*> probes_;

@@ -1,4 +1,4 @@
-// Diagnostics on stderr. The access log is separate (proxy/access_log.hpp).
+// Diagnostics on stderr. The access log is separate (proxy/ops/access_log.hpp).
 #pragma once
 
 #include <cstdarg>

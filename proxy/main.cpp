@@ -74,5 +74,5 @@ int main(int argc, char** argv) {
         std::printf("%s: ok\n", config_path.c_str());
         return 0;
     }
-    return sy::run_server(*loaded.config);
+    return sy::run_server(*loaded.config, config_path);
 }

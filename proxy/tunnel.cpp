@@ -66,7 +66,7 @@ void Tunnel::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
         if (nread == UV_EOF) {
             self->on_eof(from);
         } else {
-            self->end(from == kClient ? "client_reset" : "upstream_reset");
+            self->end(from == kClient ? TunnelEnd::client_reset : TunnelEnd::upstream_reset);
         }
         return;
     }
@@ -76,6 +76,7 @@ void Tunnel::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
 void Tunnel::pump(Side from, BufferPool::Buffer* b, std::size_t len) {
     Side to = other(from);
     dirs_[from].bytes += len;
+    g_stats.add(from == kClient ? g_stats.bytes_from_clients : g_stats.bytes_to_clients, static_cast<std::int64_t>(len));
     last_activity_ms_ = uv_now(ends_[from].stream->loop);
     uv_stream_t* out = ends_[to].stream;
     uv_buf_t data = uv_buf_init(b->data(), static_cast<unsigned>(len));
@@ -86,7 +87,7 @@ void Tunnel::pump(Side from, BufferPool::Buffer* b, std::size_t len) {
     }
     if (sent < 0 && sent != UV_EAGAIN) {
         pool_.give(b);
-        end(to == kClient ? "client_reset" : "upstream_reset");
+        end(to == kClient ? TunnelEnd::client_reset : TunnelEnd::upstream_reset);
         return;
     }
     // The kernel took part of it (or nothing): the rest is written from this very buffer,
@@ -98,7 +99,7 @@ void Tunnel::pump(Side from, BufferPool::Buffer* b, std::size_t len) {
     b->req.data = b;
     if (uv_write(&b->req, out, &rest, 1, &Tunnel::on_write) != 0) {
         pool_.give(b);
-        end(to == kClient ? "client_reset" : "upstream_reset");
+        end(to == kClient ? TunnelEnd::client_reset : TunnelEnd::upstream_reset);
         return;
     }
     dirs_[from].writing = b;
@@ -115,7 +116,7 @@ void Tunnel::on_write(uv_write_t* req, int status) {
     self->dirs_[from].writing = nullptr;
     if (self->ended_) return;
     if (status < 0) {
-        self->end(other(from) == kClient ? "client_reset" : "upstream_reset");
+        self->end(other(from) == kClient ? TunnelEnd::client_reset : TunnelEnd::upstream_reset);
         return;
     }
     self->update_reading(from);
@@ -136,7 +137,7 @@ void Tunnel::set_reading(Side from, bool on) {
     uv_stream_t* stream = ends_[from].stream;
     if (on) {
         if (uv_read_start(stream, &Tunnel::on_alloc, &Tunnel::on_read) != 0) {
-            end("read_error");
+            end(TunnelEnd::error);
             return;
         }
     } else {
@@ -162,7 +163,7 @@ void Tunnel::on_eof(Side from) {
     if (dirs_[to].done) {
         // `to` already sent its EOF (all of it read) and got ours: both directions are over.
         // Closing sends the FIN itself, so no shutdown(2) first.
-        end("eof");
+        end(TunnelEnd::eof);
         return;
     }
     // Nothing queued toward `to`: shut its write side down now. uv_shutdown would first
@@ -176,11 +177,11 @@ void Tunnel::on_eof(Side from) {
 void Tunnel::on_shutdown_done(Side side, int status) {
     if (ended_) return;
     if (status != 0) {
-        end(side == kClient ? "client_reset" : "upstream_reset");
+        end(side == kClient ? TunnelEnd::client_reset : TunnelEnd::upstream_reset);
         return;
     }
     dirs_[other(side)].done = true;
-    if (dirs_[kClient].done && dirs_[kUpstream].done) end("eof");
+    if (dirs_[kClient].done && dirs_[kUpstream].done) end(TunnelEnd::eof);
 }
 
 void Tunnel::on_writer_drained(Side side) {
@@ -190,15 +191,15 @@ void Tunnel::on_writer_drained(Side side) {
 
 void Tunnel::on_writer_failed(Side side, int) {
     if (ended_) return;
-    end(side == kClient ? "client_reset" : "upstream_reset");
+    end(side == kClient ? TunnelEnd::client_reset : TunnelEnd::upstream_reset);
 }
 
-void Tunnel::end(const char* how) {
+void Tunnel::end(TunnelEnd how) {
     if (ended_) return;
     ended_ = true;
     set_reading(kClient, false);
     set_reading(kUpstream, false);
-    SY_TRACE("tunnel %p ended: %s", static_cast<void*>(this), how);
+    SY_TRACE("tunnel %p ended: %s", static_cast<void*>(this), tunnel_end_name(how));
     owner_.tunnel_ended(how);
 }
 

@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "proxy/buffer_pool.hpp"
+#include "proxy/ops/stats.hpp"
 #include "proxy/stream_writer.hpp"
 
 namespace sy {
@@ -39,8 +40,8 @@ public:
     // Shut down writing toward `side` (0 = client, 1 = upstream); answer with
     // Tunnel::on_shutdown_done.
     virtual void tunnel_shutdown(int side) = 0;
-    // The tunnel ended; `how` is a short word for the access log. Called once.
-    virtual void tunnel_ended(const char* how) = 0;
+    // The tunnel ended (for the access log and the metrics). Called once.
+    virtual void tunnel_ended(TunnelEnd how) = 0;
 };
 
 class Tunnel {
@@ -71,7 +72,7 @@ public:
     void on_shutdown_done(Side side, int status);
 
     // Ends the tunnel now (e.g. shutdown's drain deadline). Idempotent.
-    void end(const char* how);
+    void end(TunnelEnd how);
     bool ended() const { return ended_; }
 
     // Bytes that went from `side` to the other side.
@@ -79,8 +80,9 @@ public:
     // The loop time of the last byte either way (or of the switch).
     std::uint64_t idle_since() const { return last_activity_ms_; }
 
-    // For the access log: the protocol switched to, the request target, the client's IP.
+    // For the access log: the protocol switched to, the request line, the client's IP.
     std::string protocol;
+    std::string method;
     std::string target;
     std::string client;
 

@@ -1,29 +1,32 @@
 #include "proxy/upstream_conn.hpp"
 
 #include "proxy/log.hpp"
-#include "proxy/metrics.hpp"
+#include "proxy/ops/stats.hpp"
 #include "proxy/upstream_pool.hpp"
 #include "proxy/uv_util.hpp"
 #include "proxy/worker.hpp"
 
 namespace sy {
 
-UpstreamConn::UpstreamConn(UpstreamPool& pool, std::size_t server)
-    : pool_(pool), server_(server), timer_(new uv_timer_t), writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this) {
-    uv_loop_t* loop = pool.worker().loop();
+UpstreamConn::UpstreamConn(std::shared_ptr<UpstreamPool> pool, std::size_t server)
+    : pool_(std::move(pool)),
+      server_(server),
+      timer_(new uv_timer_t),
+      writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this) {
+    uv_loop_t* loop = pool_->worker().loop();
     uv_tcp_init(loop, &tcp_);
     uv_timer_init(loop, timer_);
     tcp_.data = this;
     timer_->data = this;
-    g_metrics.upstream_connections_active.fetch_add(1, std::memory_order_relaxed);
+    g_stats.add(g_stats.upstream_connections_active, 1);
 }
 
-void UpstreamConn::connect(UpstreamEvents& events) {
+void UpstreamConn::connect(UpstreamEvents& events, Millis timeout) {
     events_ = &events;
     connecting_ = true;
     auto* req = new uv_connect_t;
     req->data = this;
-    int r = uv_tcp_connect(req, &tcp_, pool_.address(server_), &UpstreamConn::on_connect);
+    int r = uv_tcp_connect(req, &tcp_, pool_->address(server_), &UpstreamConn::on_connect);
     if (r != 0) {
         delete req;
         // Report asynchronously-equivalent: the caller expects a callback, not a re-entrant one.
@@ -34,8 +37,7 @@ void UpstreamConn::connect(UpstreamEvents& events) {
         }, 0, 0);
         return;
     }
-    auto timeout = static_cast<std::uint64_t>(pool_.worker().config().timeouts.upstream_connect.count());
-    uv_timer_start(timer_, &UpstreamConn::on_timer, timeout, 0);
+    uv_timer_start(timer_, &UpstreamConn::on_timer, static_cast<std::uint64_t>(timeout.count()), 0);
     // Reading starts with the connect, so the socket enters epoll once for both (libuv
     // handles the connect first); started after it, libuv would ADD again, fail with
     // EEXIST and MOD: two more epoll_ctl per connection.
@@ -72,16 +74,16 @@ void UpstreamConn::attach(UpstreamEvents& events) {
     events_ = &events;
     reused_ = true;
     uv_timer_stop(timer_);
-    pool_.on_conn_busy(this);
+    pool_->on_conn_busy(this);
 }
 
 void UpstreamConn::release() {
     events_ = nullptr;
     if (closing_) return;
     resume_reading();  // an idle connection must notice the server closing it
-    pool_.on_conn_released(this);
+    pool_->on_conn_released(this);
     if (!closing_) {
-        auto idle_ms = static_cast<std::uint64_t>(pool_.worker().config().timeouts.keepalive_idle.count());
+        auto idle_ms = static_cast<std::uint64_t>(pool_->worker().config().timeouts.keepalive_idle.count());
         uv_timer_start(timer_, &UpstreamConn::on_timer, idle_ms, 0);
     }
 }
@@ -103,7 +105,7 @@ void UpstreamConn::resume_reading() { start_reading(); }
 
 void UpstreamConn::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
     auto* self = static_cast<UpstreamConn*>(handle->data);
-    *buf = uv_buf_init(self->pool_.worker().read_buffer(), Worker::kReadBufferSize);
+    *buf = uv_buf_init(self->pool_->worker().read_buffer(), Worker::kReadBufferSize);
 }
 
 void UpstreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
@@ -158,14 +160,14 @@ void UpstreamConn::close() {
     tcp_.data = this;  // a tunnel may have borrowed it for its read callbacks
     bool was_idle = idle();
     events_ = nullptr;
-    pool_.on_conn_closed(this, was_idle, !was_idle);
+    pool_->on_conn_closed(this, was_idle, !was_idle);
     close_and_free(timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConn::on_handle_closed);
 }
 
 void UpstreamConn::on_handle_closed(uv_handle_t* handle) {
     auto* self = static_cast<UpstreamConn*>(handle->data);
-    g_metrics.upstream_connections_active.fetch_sub(1, std::memory_order_relaxed);
+    g_stats.add(g_stats.upstream_connections_active, -1);
     delete self;
 }
 

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 
 #include <uv.h>
 
 #include "proxy/stream_writer.hpp"
+#include "routing/config.hpp"
 
 namespace sy {
 
@@ -32,10 +34,13 @@ public:
 
 class UpstreamConn final : private WriterOwner {
 public:
-    UpstreamConn(UpstreamPool& pool, std::size_t server);
+    // The connection keeps its pool alive (a reload may drop the pool from the worker's
+    // configuration while this connection still carries an exchange or a tunnel).
+    UpstreamConn(std::shared_ptr<UpstreamPool> pool, std::size_t server);
 
-    // Starts connecting; `events` gets on_upstream_connected or on_upstream_connect_failed.
-    void connect(UpstreamEvents& events);
+    // Starts connecting; `events` gets on_upstream_connected or on_upstream_connect_failed
+    // (UV_ETIMEDOUT after `timeout`).
+    void connect(UpstreamEvents& events, Millis timeout);
     // Takes an idle connection out of the pool for `events`.
     void attach(UpstreamEvents& events);
     // The exchange ended cleanly and the connection may carry another one: back to the pool.
@@ -48,6 +53,7 @@ public:
     void resume_reading();
     bool reading() const { return reading_; }
     std::size_t server() const { return server_; }
+    UpstreamPool& pool() { return *pool_; }
     bool reused() const { return reused_; }
     bool idle() const { return events_ == nullptr; }
     // Half-close toward the server once queued writes are out (tunnel). Answered with
@@ -74,7 +80,7 @@ private:
     void on_writer_failed(StreamWriter& writer, int status) override;
     void start_reading();
 
-    UpstreamPool& pool_;
+    std::shared_ptr<UpstreamPool> pool_;
     std::size_t server_;
     UpstreamEvents* events_ = nullptr;
     uv_tcp_t tcp_{};

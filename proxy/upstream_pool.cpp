@@ -2,125 +2,187 @@
 
 #include <algorithm>
 
-#include "proxy/metrics.hpp"
 #include "proxy/upstream_conn.hpp"
 #include "proxy/worker.hpp"
 
 namespace sy {
 
-UpstreamPool::UpstreamPool(Worker& worker, const UpstreamConfig& config, std::vector<sockaddr_storage> addresses)
-    : worker_(worker), config_(config) {
-    servers_.resize(addresses.size());
-    for (std::size_t i = 0; i < addresses.size(); ++i) servers_[i].address = addresses[i];
+UpstreamPool::UpstreamPool(Worker& worker, const UpstreamConfig& config, const UpstreamStats& stats,
+                           const std::vector<sockaddr_storage>& addresses)
+    : worker_(worker) {
+    reconfigure(config, stats, addresses);
     // Workers start at different servers so that round robin spreads from the first request.
-    if (!servers_.empty()) next_ = worker.id() % servers_.size();
+    if (!order_.empty()) next_ = worker.id() % order_.size();
 }
 
 UpstreamPool::~UpstreamPool() = default;
 
-const sockaddr* UpstreamPool::address(std::size_t server) const {
-    return reinterpret_cast<const sockaddr*>(&servers_[server].address);
+void UpstreamPool::reconfigure(const UpstreamConfig& config, const UpstreamStats& stats,
+                               const std::vector<sockaddr_storage>& addresses) {
+    config_ = config;
+    connect_failures_ = stats.connect_failures;
+    std::vector<bool> kept(slots_.size(), false);
+    std::vector<std::size_t> order;
+    for (std::size_t i = 0; i < config.servers.size(); ++i) {
+        const std::string& name = stats.servers[i];
+        std::size_t slot = npos;
+        for (std::size_t s = 0; s < slots_.size(); ++s) {
+            if (!slots_[s].retired && !kept[s] && slots_[s].name == name) {
+                slot = s;  // the same server: health state and idle connections stay
+                break;
+            }
+        }
+        if (slot == npos) {
+            for (std::size_t s = 0; s < slots_.size(); ++s) {
+                if (slots_[s].retired && slots_[s].open == 0) {
+                    slot = s;
+                    break;
+                }
+            }
+            if (slot == npos) {
+                slot = slots_.size();
+                slots_.emplace_back();
+                kept.push_back(false);
+            }
+            slots_[slot] = Slot{};
+            slots_[slot].name = name;
+        }
+        kept[slot] = true;
+        slots_[slot].address = addresses[i];
+        slots_[slot].tunnels = stats.server_tunnels[i];
+        order.push_back(slot);
+    }
+    for (std::size_t s = 0; s < slots_.size(); ++s) {
+        if (kept[s] || slots_[s].retired) continue;
+        slots_[s].retired = true;
+        close_idle_of(s);
+    }
+    order_ = std::move(order);
+    if (next_ >= order_.size()) next_ = 0;
+    trim_idle();
 }
 
-bool UpstreamPool::cooling_down(const Server& s, std::uint64_t now) const {
+const sockaddr* UpstreamPool::address(std::size_t server) const {
+    return reinterpret_cast<const sockaddr*>(&slots_[server].address);
+}
+
+bool UpstreamPool::cooling_down(const Slot& s, std::uint64_t now) const {
     return s.consecutive_fails >= config_.health.max_fails && now < s.cooldown_until_ms;
 }
 
 std::size_t UpstreamPool::pick(const std::vector<bool>& tried) {
-    const std::size_t n = servers_.size();
+    const std::size_t n = order_.size();
     const std::uint64_t now = worker_.now_ms();
     // Two passes: healthy servers first; if every untried one is cooling down, try them
     // anyway rather than failing without an attempt.
     for (int pass = 0; pass < 2; ++pass) {
         std::size_t best = npos;
+        std::size_t best_k = 0;
         for (std::size_t k = 0; k < n; ++k) {
-            std::size_t i = (next_ + k) % n;
-            if (tried[i]) continue;
-            if (pass == 0 && avoid(servers_[i], now)) continue;
+            std::size_t i = order_[(next_ + k) % n];
+            if (i < tried.size() && tried[i]) continue;
+            if (pass == 0 && avoid(slots_[i], now)) continue;
             if (config_.balance == Balance::round_robin) {
                 best = i;
+                best_k = k;
                 break;
             }
-            if (best == npos || servers_[i].busy < servers_[best].busy) best = i;
+            if (best == npos || slots_[i].busy < slots_[best].busy) {
+                best = i;
+                best_k = k;
+            }
         }
         if (best != npos) {
-            next_ = (best + 1) % n;
+            next_ = (next_ + best_k + 1) % n;
             return best;
         }
     }
     return npos;
 }
 
-UpstreamConn* UpstreamPool::acquire(std::size_t server, UpstreamEvents& events, bool* connected) {
+UpstreamConn* UpstreamPool::acquire(std::size_t server, UpstreamEvents& events, Millis connect_timeout,
+                                    bool* connected) {
     // Most recently used first: it is the least likely to have been closed by the server.
     for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
         UpstreamConn* conn = *it;
         if (conn->server() != server) continue;
         idle_.erase(std::next(it).base());
-        g_metrics.upstream_connections_idle.fetch_sub(1, std::memory_order_relaxed);
+        g_stats.add(g_stats.upstream_connections_idle, -1);
         conn->attach(events);
         *connected = true;
         return conn;
     }
-    auto* conn = new UpstreamConn(*this, server);
-    servers_[server].busy++;
-    conn->connect(events);
+    auto* conn = new UpstreamConn(shared_from_this(), server);
+    slots_[server].busy++;
+    slots_[server].open++;
+    conn->connect(events, connect_timeout);
     *connected = false;
     return conn;
 }
 
 void UpstreamPool::record_connect_result(std::size_t server, bool ok) {
-    Server& s = servers_[server];
+    Slot& s = slots_[server];
     if (ok) {
         s.consecutive_fails = 0;
         return;
     }
-    g_metrics.upstream_connect_failures_total.fetch_add(1, std::memory_order_relaxed);
+    g_stats.add(connect_failures_);
     if (++s.consecutive_fails >= config_.health.max_fails) {
         s.cooldown_until_ms = worker_.now_ms() + static_cast<std::uint64_t>(config_.health.cooldown.count());
     }
 }
 
 bool UpstreamPool::set_check_result(std::size_t server, bool up) {
-    Server& s = servers_[server];
+    Slot& s = slots_[server];
     bool changed = s.check_down == up;
     s.check_down = !up;
     return changed;
 }
 
-void UpstreamPool::on_conn_busy(UpstreamConn* conn) { servers_[conn->server()].busy++; }
+void UpstreamPool::on_conn_busy(UpstreamConn* conn) { slots_[conn->server()].busy++; }
 
 void UpstreamPool::on_conn_released(UpstreamConn* conn) {
-    servers_[conn->server()].busy--;
-    if (closing_ || worker_.draining() || idle_.size() >= config_.keepalive) {
+    Slot& slot = slots_[conn->server()];
+    slot.busy--;
+    if (closing_ || slot.retired || worker_.draining() || idle_.size() >= config_.keepalive) {
         // No room: close it (close() sees it idle and does not count it busy again).
         conn->close();
         return;
     }
     idle_.push_back(conn);
-    g_metrics.upstream_connections_idle.fetch_add(1, std::memory_order_relaxed);
+    g_stats.add(g_stats.upstream_connections_idle, 1);
 }
 
 void UpstreamPool::on_conn_closed(UpstreamConn* conn, bool was_idle, bool was_counted_busy) {
+    Slot& slot = slots_[conn->server()];
+    slot.open--;
     if (was_idle) {
         auto it = std::find(idle_.begin(), idle_.end(), conn);
         if (it != idle_.end()) {
             idle_.erase(it);
-            g_metrics.upstream_connections_idle.fetch_sub(1, std::memory_order_relaxed);
+            g_stats.add(g_stats.upstream_connections_idle, -1);
         }
     } else if (was_counted_busy) {
-        servers_[conn->server()].busy--;
+        slot.busy--;
     }
+}
+
+void UpstreamPool::close_idle_of(std::size_t server) {
+    std::vector<UpstreamConn*> doomed;
+    for (UpstreamConn* conn : idle_) {
+        if (conn->server() == server) doomed.push_back(conn);
+    }
+    for (UpstreamConn* conn : doomed) conn->close();  // on_conn_closed takes it out of idle_
+}
+
+// keepalive may have shrunk: the oldest idle connections go first.
+void UpstreamPool::trim_idle() {
+    while (idle_.size() > config_.keepalive) idle_.front()->close();
 }
 
 void UpstreamPool::close_idle() {
     closing_ = true;
-    std::vector<UpstreamConn*> conns;
-    conns.swap(idle_);
-    for (UpstreamConn* conn : conns) {
-        g_metrics.upstream_connections_idle.fetch_sub(1, std::memory_order_relaxed);
-        conn->close();
-    }
+    while (!idle_.empty()) idle_.back()->close();
 }
 
 }  // namespace sy

@@ -1,14 +1,25 @@
 // A named pool of backend servers for one worker: server choice (round_robin or
-// least_conn), passive health (max_fails / cooldown), and idle keep-alive connections.
+// least_conn), passive health (max_fails / cooldown), idle keep-alive connections, and
+// what survives a reload (docs/operations.md, "Reload").
+//
+// A pool lives as long as the worker's configuration names its upstream, and after that
+// as long as a connection of it is open (connections hold it by shared_ptr). Servers sit in
+// slots that keep their index for as long as a connection may refer to it: a reload keeps
+// the slot (health state, idle connections) of every server whose address stays, retires
+// the slots of removed servers (their idle connections close, busy ones finish), and puts
+// new servers in free slots.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "proxy/ops/stats.hpp"
 #include "routing/config.hpp"
 
 namespace sy {
@@ -17,23 +28,31 @@ class UpstreamConn;
 class UpstreamEvents;
 class Worker;
 
-class UpstreamPool {
+class UpstreamPool : public std::enable_shared_from_this<UpstreamPool> {
 public:
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-    UpstreamPool(Worker& worker, const UpstreamConfig& config, std::vector<sockaddr_storage> addresses);
+    UpstreamPool(Worker& worker, const UpstreamConfig& config, const UpstreamStats& stats,
+                 const std::vector<sockaddr_storage>& addresses);
     ~UpstreamPool();
     UpstreamPool(const UpstreamPool&) = delete;
     UpstreamPool& operator=(const UpstreamPool&) = delete;
 
-    // The next server to try, skipping those in `tried`, those cooling down after max_fails
-    // connect failures and those the active check found down (unless every untried server
-    // is one of those).
+    // A reload kept this upstream's name: diff the servers by address (see above).
+    void reconfigure(const UpstreamConfig& config, const UpstreamStats& stats,
+                     const std::vector<sockaddr_storage>& addresses);
+    // A reload removed this upstream: idle connections close, none is pooled any more.
+    void retire() { close_idle(); }
+
+    // The next server to try, skipping those in `tried` (indexed by slot, slot_count()
+    // long), those cooling down after max_fails connect failures and those the active
+    // check found down (unless every untried server is one of those).
     std::size_t pick(const std::vector<bool>& tried);
 
     // A connection to `server` for `events`: an idle pooled one (already connected; the
-    // caller proceeds at once) or a new one that is connecting. `*connected` tells which.
-    UpstreamConn* acquire(std::size_t server, UpstreamEvents& events, bool* connected);
+    // caller proceeds at once) or a new one connecting within `connect_timeout`.
+    // `*connected` tells which.
+    UpstreamConn* acquire(std::size_t server, UpstreamEvents& events, Millis connect_timeout, bool* connected);
 
     void record_connect_result(std::size_t server, bool ok);
     // The active health check's verdict; true when it changed.
@@ -41,34 +60,48 @@ public:
 
     const UpstreamConfig& config() const { return config_; }
     const sockaddr* address(std::size_t server) const;
+    // The server's address as configured ("127.0.0.1:9001"), for logs and labels.
+    const std::string& server_name(std::size_t server) const { return slots_[server].name; }
+    // Its switchyard_upstream_tunnels_active series.
+    MetricCell tunnels_cell(std::size_t server) const { return slots_[server].tunnels; }
     Worker& worker() { return worker_; }
-    std::size_t server_count() const { return servers_.size(); }
+    std::size_t slot_count() const { return slots_.size(); }
+    // A slot holds a server of the current configuration (not a retired one).
+    bool in_service(std::size_t server) const { return !slots_[server].retired; }
 
-    // Closes every idle connection (shutdown) and refuses to pool more.
+    // Closes every idle connection (shutdown, retirement) and refuses to pool more.
     void close_idle();
 
 private:
     friend class UpstreamConn;
-    struct Server {
+    struct Slot {
+        std::string name;               // address as configured; the diff key
         sockaddr_storage address{};
+        MetricCell tunnels = 0;
         std::uint32_t consecutive_fails = 0;
         std::uint64_t cooldown_until_ms = 0;
-        std::uint32_t busy = 0;
-        bool check_down = false;  // the active health check failed
+        std::uint32_t busy = 0;         // connections carrying an exchange or a tunnel
+        std::uint32_t open = 0;         // every open connection, idle ones included
+        bool check_down = false;        // the active health check failed
+        bool retired = false;           // removed by a reload; reusable once open == 0
     };
 
     // Called by UpstreamConn.
     void on_conn_released(UpstreamConn* conn);   // busy -> idle (or closed if no room)
     void on_conn_busy(UpstreamConn* conn);       // idle -> busy
     void on_conn_closed(UpstreamConn* conn, bool was_idle, bool was_counted_busy);
-    bool cooling_down(const Server& s, std::uint64_t now) const;
-    bool avoid(const Server& s, std::uint64_t now) const { return s.check_down || cooling_down(s, now); }
+    bool cooling_down(const Slot& s, std::uint64_t now) const;
+    bool avoid(const Slot& s, std::uint64_t now) const { return s.check_down || cooling_down(s, now); }
+    void close_idle_of(std::size_t server);
+    void trim_idle();
 
     Worker& worker_;
-    const UpstreamConfig& config_;
-    std::vector<Server> servers_;
+    UpstreamConfig config_;
+    std::vector<Slot> slots_;
+    std::vector<std::size_t> order_;   // slots in service, in the configuration's order
     std::vector<UpstreamConn*> idle_;  // most recently used last
-    std::size_t next_ = 0;             // round-robin cursor
+    std::size_t next_ = 0;             // round-robin cursor into order_
+    MetricCell connect_failures_ = 0;
     bool closing_ = false;
 };
 

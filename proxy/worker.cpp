@@ -7,48 +7,61 @@
 #include "proxy/client_conn.hpp"
 #include "proxy/health_check.hpp"
 #include "proxy/log.hpp"
-#include "proxy/metrics.hpp"
-#include "proxy/net.hpp"
+#include "proxy/ops/stats.hpp"
 #include "proxy/upstream_pool.hpp"
 
 namespace sy {
 
-// resolve_servers: proxy/net.hpp
-
-Worker::Worker(const Config& config, unsigned id, std::vector<int> listen_fds, AccessLog& access_log)
-    : config_(config),
-      id_(id),
+Worker::Worker(SnapshotPtr snapshot, unsigned id, std::vector<int> listen_fds, AccessLog& access_log)
+    : id_(id),
       access_log_(access_log),
       read_buffer_(new char[kReadBufferSize]),
-      tunnel_buffers_(std::min<std::size_t>(config.tunnel.buffer, 256 * 1024), 16) {
+      tunnel_buffers_(std::min<std::size_t>(snapshot->config.tunnel.buffer, 256 * 1024), 16) {
     uv_loop_init(&loop_);
     loop_.data = this;
     uv_async_init(&loop_, &drain_async_, &Worker::on_drain_async);
     drain_async_.data = this;
+    uv_async_init(&loop_, &reload_async_, &Worker::on_reload_async);
+    reload_async_.data = this;
     uv_timer_init(&loop_, &drain_timer_);
     drain_timer_.data = this;
     uv_timer_init(&loop_, &tunnel_sweep_);
     tunnel_sweep_.data = this;
-    for (int fd : listen_fds) {
-        auto listener = std::make_unique<Listener>();
-        listener->worker = this;
-        uv_tcp_init(&loop_, &listener->tcp);
-        listener->tcp.data = listener.get();
-        if (uv_tcp_open(&listener->tcp, fd) != 0) ::close(fd);
-        listeners_.push_back(std::move(listener));
+    for (int fd : listen_fds) listeners_.push_back(open_listener(fd));
+    auto generation = std::make_shared<Generation>();
+    const Config& config = snapshot->config;
+    for (std::size_t u = 0; u < config.upstreams.size(); ++u) {
+        generation->pools.push_back(std::make_shared<UpstreamPool>(*this, config.upstreams[u], snapshot->stats.upstreams[u],
+                                                                   snapshot->server_addresses[u]));
     }
-    for (const UpstreamConfig& upstream : config.upstreams) {
-        pools_.push_back(std::make_unique<UpstreamPool>(*this, upstream, resolve_servers(upstream)));
-        if (upstream.health.check) {
-            checkers_.push_back(std::make_unique<HealthChecker>(&loop_, *pools_.back(), *upstream.health.check,
-                                                                config.timeouts.upstream_connect));
-        }
-    }
+    generation->snapshot = std::move(snapshot);
+    current_ = std::move(generation);
 }
 
 Worker::~Worker() {
     // Every handle was closed when run() returned.
+    for (const PendingReload& reload : pending_) {
+        for (int fd : reload.new_fds) ::close(fd);
+    }
     uv_loop_close(&loop_);
+}
+
+std::unique_ptr<Worker::Listener> Worker::open_listener(int fd) {
+    auto listener = std::make_unique<Listener>();
+    listener->worker = this;
+    uv_tcp_init(&loop_, &listener->tcp);
+    listener->tcp.data = listener.get();
+    if (uv_tcp_open(&listener->tcp, fd) != 0) ::close(fd);
+    if (running_) {
+        int r = uv_listen(reinterpret_cast<uv_stream_t*>(&listener->tcp), 511, &Worker::on_connection);
+        if (r != 0) log_error("worker %u: listen failed: %s", id_, uv_strerror(r));
+    }
+    return listener;
+}
+
+void Worker::close_listener(std::unique_ptr<Listener> listener) {
+    Listener* raw = listener.release();
+    uv_close(reinterpret_cast<uv_handle_t*>(&raw->tcp), [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
 }
 
 void Worker::start() {
@@ -64,19 +77,112 @@ void Worker::request_drain(bool now) {
     uv_async_send(&drain_async_);
 }
 
+void Worker::post_reload(SnapshotPtr snapshot, std::vector<int> kept, std::vector<int> new_fds) {
+    {
+        std::lock_guard<std::mutex> lock(pending_mutex_);
+        pending_.push_back(PendingReload{std::move(snapshot), std::move(kept), std::move(new_fds)});
+    }
+    uv_async_send(&reload_async_);
+}
+
 void Worker::run() {
+    set_metrics_writer(id_);
+    running_ = true;
     for (auto& listener : listeners_) {
         int r = uv_listen(reinterpret_cast<uv_stream_t*>(&listener->tcp), 511, &Worker::on_connection);
         if (r != 0) log_error("worker %u: listen failed: %s", id_, uv_strerror(r));
     }
-    for (auto& checker : checkers_) checker->start();
-    // Idle tunnels are found within a quarter of tunnel_idle (at most a second late).
-    auto idle = static_cast<std::uint64_t>(config_.timeouts.tunnel_idle.count());
+    start_health_checks();
+    start_tunnel_sweep();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    loop_done_.store(true);
+}
+
+// Idle tunnels are found within a quarter of tunnel_idle (at most a second late). Tunnels
+// keep the tunnel_idle they started with; the period follows the newest configuration.
+void Worker::start_tunnel_sweep() {
+    auto idle = static_cast<std::uint64_t>(config().timeouts.tunnel_idle.count());
     std::uint64_t period = std::clamp<std::uint64_t>(idle / 4, 10, 1000);
     uv_timer_start(&tunnel_sweep_, &Worker::on_tunnel_sweep, period, period);
     uv_unref(reinterpret_cast<uv_handle_t*>(&tunnel_sweep_));
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    loop_done_.store(true);
+}
+
+void Worker::start_health_checks() {
+    const Config& config = this->config();
+    for (std::size_t u = 0; u < config.upstreams.size(); ++u) {
+        if (!config.upstreams[u].health.check) continue;
+        checkers_.push_back(std::make_unique<HealthChecker>(&loop_, *current_->pools[u], *config.upstreams[u].health.check,
+                                                            config.timeouts.upstream_connect));
+        checkers_.back()->start();
+    }
+}
+
+void Worker::stop_health_checks() {
+    for (auto& checker : checkers_) checker->stop();
+    checkers_.clear();
+}
+
+void Worker::on_reload_async(uv_async_t* async) {
+    auto* self = static_cast<Worker*>(async->data);
+    std::vector<PendingReload> pending;
+    {
+        std::lock_guard<std::mutex> lock(self->pending_mutex_);
+        pending.swap(self->pending_);
+    }
+    for (PendingReload& reload : pending) self->apply(std::move(reload));
+}
+
+// Switches to a new snapshot in one step (docs/operations.md, "Reload"): listeners by
+// address, pools by name (and their servers by address), health checks restarted on the
+// new settings. Exchanges in flight keep the Generation they hold.
+void Worker::apply(PendingReload reload) {
+    if (draining_) {
+        for (int fd : reload.new_fds) ::close(fd);
+        return;
+    }
+    // Listeners: continue, open, close.
+    std::vector<std::unique_ptr<Listener>> listeners;
+    std::size_t next_fd = 0;
+    for (int old_index : reload.kept) {
+        if (old_index >= 0 && static_cast<std::size_t>(old_index) < listeners_.size() && listeners_[old_index]) {
+            listeners.push_back(std::move(listeners_[old_index]));
+        } else if (next_fd < reload.new_fds.size()) {
+            listeners.push_back(open_listener(reload.new_fds[next_fd++]));
+        }
+    }
+    for (auto& listener : listeners_) {
+        if (listener) close_listener(std::move(listener));
+    }
+    listeners_ = std::move(listeners);
+
+    // Pools: the same name keeps its pool, diffed; a removed one retires.
+    stop_health_checks();
+    const Snapshot& snap = *reload.snapshot;
+    auto generation = std::make_shared<Generation>();
+    std::vector<bool> carried(current_->pools.size(), false);
+    for (std::size_t u = 0; u < snap.config.upstreams.size(); ++u) {
+        const UpstreamConfig& upstream = snap.config.upstreams[u];
+        std::shared_ptr<UpstreamPool> pool;
+        for (std::size_t old = 0; old < current_->pools.size(); ++old) {
+            if (!carried[old] && current_->pools[old]->config().name == upstream.name) {
+                carried[old] = true;
+                pool = current_->pools[old];
+                pool->reconfigure(upstream, snap.stats.upstreams[u], snap.server_addresses[u]);
+                break;
+            }
+        }
+        if (!pool) {
+            pool = std::make_shared<UpstreamPool>(*this, upstream, snap.stats.upstreams[u], snap.server_addresses[u]);
+        }
+        generation->pools.push_back(std::move(pool));
+    }
+    for (std::size_t old = 0; old < current_->pools.size(); ++old) {
+        if (!carried[old]) current_->pools[old]->retire();
+    }
+    generation->snapshot = std::move(reload.snapshot);
+    current_ = std::move(generation);
+    start_health_checks();
+    start_tunnel_sweep();
 }
 
 void Worker::on_connection(uv_stream_t* server, int status) {
@@ -85,10 +191,10 @@ void Worker::on_connection(uv_stream_t* server, int status) {
     if (status < 0 || self.draining_) return;
     auto* conn = new ClientConn(self);  // owns itself; deleted after its handles close
     conn->accept(server);
-    if (self.clients_.size() > self.config_.limits.max_connections) {
+    if (self.clients_.size() > self.config().limits.max_connections) {
         // Over limits.max_connections: accepted (so the kernel queue does not fill) and
         // closed at once.
-        g_metrics.connections_refused_total.fetch_add(1, std::memory_order_relaxed);
+        g_stats.add(g_stats.connections_refused);
         conn->close();
     }
 }
@@ -121,14 +227,15 @@ void Worker::on_drain_async(uv_async_t* async) {
 void Worker::begin_drain() {
     if (draining_) return;
     draining_ = true;
-    for (auto& listener : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(&listener->tcp), nullptr);
-    for (auto& pool : pools_) pool->close_idle();
-    for (auto& checker : checkers_) checker->stop();
+    for (auto& listener : listeners_) close_listener(std::move(listener));
+    listeners_.clear();
+    for (auto& pool : current_->pools) pool->close_idle();
+    stop_health_checks();
     // begin_drain may close connections, which edits clients_: iterate over a copy.
     std::vector<ClientConn*> clients = clients_;
     for (ClientConn* conn : clients) conn->begin_drain();
     uv_timer_start(&drain_timer_, &Worker::on_drain_deadline,
-                   static_cast<std::uint64_t>(config_.timeouts.shutdown_drain.count()), 0);
+                   static_cast<std::uint64_t>(config().timeouts.shutdown_drain.count()), 0);
     maybe_finish();
 }
 
@@ -149,8 +256,9 @@ void Worker::maybe_finish() {
     finished_ = true;
     // Upstream connections released while draining were closed, not pooled. Closing our
     // own handles lets uv_run return once the last close callback ran.
-    for (auto& pool : pools_) pool->close_idle();
+    for (auto& pool : current_->pools) pool->close_idle();
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_async_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&reload_async_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&tunnel_sweep_), nullptr);
 }

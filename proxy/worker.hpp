@@ -1,16 +1,23 @@
 // A worker: one event-loop thread with its listeners (sharing the port with the other
 // workers through SO_REUSEPORT), its client connections and its upstream pools.
+//
+// The worker runs the newest configuration it was given (`current()`); a reload posts a
+// new snapshot with post_reload() and the worker switches to it in one step on its own
+// thread. Every exchange holds the Generation it started with until it ends.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include <uv.h>
 
 #include "proxy/buffer_pool.hpp"
+#include "proxy/snapshot.hpp"
 #include "routing/config.hpp"
 
 namespace sy {
@@ -20,10 +27,19 @@ class ClientConn;
 class HealthChecker;
 class UpstreamPool;
 
+// One worker's view of a snapshot: the snapshot and the worker's pools for its upstreams.
+struct Generation {
+    SnapshotPtr snapshot;
+    std::vector<std::shared_ptr<UpstreamPool>> pools;  // per Config::upstreams index
+    const Config& config() const { return snapshot->config; }
+};
+using GenerationPtr = std::shared_ptr<const Generation>;
+
 class Worker {
 public:
-    // `listen_fds`: bound, listening sockets, one per configured listener (owned from now on).
-    Worker(const Config& config, unsigned id, std::vector<int> listen_fds, AccessLog& access_log);
+    // `listen_fds`: bound, listening sockets, one per configured listener, in the
+    // configuration's order (owned from now on).
+    Worker(SnapshotPtr snapshot, unsigned id, std::vector<int> listen_fds, AccessLog& access_log);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -33,12 +49,18 @@ public:
     // Thread-safe: stop accepting, let in-flight exchanges finish, close everything by
     // timeouts.shutdown_drain. With `now`, close everything at once (a second signal).
     void request_drain(bool now = false);
+    // Thread-safe: switch to `snapshot`. `kept[i]` is the index in the running
+    // configuration of the listener that new listener i continues, or -1 for a new one,
+    // whose socket is the next of `new_fds` (owned from now on). Running listeners that
+    // no new one continues are closed.
+    void post_reload(SnapshotPtr snapshot, std::vector<int> kept, std::vector<int> new_fds);
 
     uv_loop_t* loop() { return &loop_; }
-    const Config& config() const { return config_; }
+    // The configuration new exchanges use. Worker thread only.
+    const GenerationPtr& current() const { return current_; }
+    const Config& config() const { return current_->config(); }
     unsigned id() const { return id_; }
     AccessLog& access_log() { return access_log_; }
-    UpstreamPool& pool(std::size_t upstream_index) { return *pools_[upstream_index]; }
     bool draining() const { return draining_; }
     // Thread-safe: the worker's loop has nothing left to run (after a drain).
     bool finished() const { return loop_done_.load(); }
@@ -63,32 +85,47 @@ private:
         uv_tcp_t tcp{};
         Worker* worker = nullptr;
     };
+    struct PendingReload {
+        SnapshotPtr snapshot;
+        std::vector<int> kept;
+        std::vector<int> new_fds;
+    };
     static void on_connection(uv_stream_t* server, int status);
     static void on_drain_async(uv_async_t* async);
+    static void on_reload_async(uv_async_t* async);
     static void on_drain_deadline(uv_timer_t* timer);
     static void on_tunnel_sweep(uv_timer_t* timer);
     void close_all();
     void run();
     void begin_drain();
     void maybe_finish();
+    void apply(PendingReload reload);
+    std::unique_ptr<Listener> open_listener(int fd);
+    static void close_listener(std::unique_ptr<Listener> listener);
+    void start_health_checks();
+    void stop_health_checks();
+    void start_tunnel_sweep();
 
-    const Config& config_;
     unsigned id_;
     AccessLog& access_log_;
+    GenerationPtr current_;
     uv_loop_t loop_{};
     uv_async_t drain_async_{};
+    uv_async_t reload_async_{};
     uv_timer_t drain_timer_{};
     // One timer for every tunnel's idle timeout: a tunnel only stamps its last activity.
     uv_timer_t tunnel_sweep_{};
-    std::vector<std::unique_ptr<Listener>> listeners_;
-    std::vector<std::unique_ptr<UpstreamPool>> pools_;
+    std::vector<std::unique_ptr<Listener>> listeners_;  // in the current configuration's order
     std::vector<std::unique_ptr<HealthChecker>> checkers_;
     std::vector<ClientConn*> clients_;
     std::unique_ptr<char[]> read_buffer_;
     BufferPool tunnel_buffers_;
     std::thread thread_;
+    std::mutex pending_mutex_;
+    std::vector<PendingReload> pending_;  // posted by the main thread, applied in order
     std::atomic<bool> drain_now_{false};
     std::atomic<bool> loop_done_{false};
+    bool running_ = false;
     bool draining_ = false;
     bool finished_ = false;
 };

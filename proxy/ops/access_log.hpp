@@ -1,49 +1,83 @@
-// The access log: one line per HTTP exchange (and, later, per tunnel), to stdout or a file.
+// The access log's sink: writing a line never blocks a worker (docs/operations.md).
+//
+// Each worker formats its lines into its own lane (a string under a mutex that only the
+// worker and, for an instant, the writer thread take). The writer thread empties the
+// lanes every 200 ms (sooner when one passes 64 KiB) and writes to the file without ever
+// waiting on it for long: a file opened by path is non-blocking, and stdout is written in
+// pieces no larger than PIPE_BUF after poll(2) says it can take them. A lane holds at
+// most kLaneLimit bytes; a line that does not fit is dropped and counted in
+// switchyard_access_log_dropped_total. So a stuck sink (a full pipe, a FIFO nobody reads)
+// costs lines, never latency.
 #pragma once
 
-#include <cstdio>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <memory>
 #include <mutex>
 #include <string>
-#include <string_view>
+#include <thread>
+#include <vector>
 
+#include "proxy/ops/log_format.hpp"
 #include "routing/config.hpp"
 
 namespace sy {
 
-struct AccessRecord {
-    std::string_view client;       // client IP
-    std::string_view method;
-    std::string_view target;
-    int http_major = 1;
-    int http_minor = 1;
-    int status = 0;                // 0 when no response was sent
-    std::uint64_t bytes_in = 0;    // bytes read from the client for this exchange
-    std::uint64_t bytes_out = 0;   // bytes written to the client for this exchange
-    std::uint64_t duration_ms = 0;
-    int route_line = 0;            // line of the route in the config, 0 = none
-    std::string_view upstream;     // pool name, "-" when none
-    std::string_view outcome;      // "ok", "proxy", "upstream_error", "client_abort",
-                                   // "tunnel_<how it ended>"
-    std::string_view protocol;     // tunnels: the protocol switched to
-};
-
 class AccessLog {
 public:
-    // Opens the log as configured; returns false (with `error` set) when the file cannot be
-    // opened.
-    bool open(const AccessLogConfig& config, std::string* error);
+    static constexpr std::size_t kLaneLimit = 1024 * 1024;
+
+    AccessLog() = default;
     ~AccessLog();
-    bool enabled() const { return out_ != nullptr; }
-    // Appends one line to the log's buffer (64 KiB, flushed when full and by flush()).
-    void write(const AccessRecord& record);
-    // Hands buffered lines to the file; the main loop calls it every 200 ms and at exit,
-    // so a line is never more than that late and a request costs no write(2) of its own.
-    void flush();
+    AccessLog(const AccessLog&) = delete;
+    AccessLog& operator=(const AccessLog&) = delete;
+
+    // Opens the sink of `config` and starts the writer thread; `lanes` = the number of
+    // workers. False (with `error`) when the file cannot be opened.
+    bool start(const AccessLogConfig& config, unsigned lanes, std::string* error);
+    // A reload: a changed path opens the new sink (false with `error`, keeping the old one,
+    // when it cannot be opened). Main thread.
+    bool reconfigure(const AccessLogConfig& config, std::string* error);
+    // SIGUSR1: the writer thread closes and reopens the file (logrotate moved it).
+    void reopen();
+    // Writes what is buffered (giving up on a stuck sink after a second) and stops the
+    // writer thread. Idempotent.
+    void stop();
+
+    // Is there a sink? (A worker skips building a record when not.)
+    bool enabled() const { return enabled_.load(std::memory_order_relaxed); }
+    // Worker `lane` appends one line in `format`.
+    void write(unsigned lane, const AccessRecord& record, AccessLogFormat format);
 
 private:
-    std::FILE* out_ = nullptr;
-    bool owns_ = false;
-    std::mutex mutex_;
+    struct alignas(64) Lane {
+        std::mutex mutex;
+        std::string pending;
+    };
+
+    static int open_path(const std::string& path, std::string* error);
+    void run();
+    // Writes `data` to the sink; false when it had to give up (stopping and past the
+    // deadline), leaving `*written` at what went out.
+    bool write_out(const std::string& data, std::size_t* written);
+    void close_fd();
+    void take_sink(int* fd, bool* pieces);
+
+    std::vector<std::unique_ptr<Lane>> lanes_;
+    std::thread thread_;
+    std::mutex mutex_;  // the fields below
+    std::condition_variable wake_;
+    std::string path_;  // "-", a file, or "off"
+    int fd_ = -1;
+    bool owns_fd_ = false;
+    std::vector<int> retired_;  // replaced descriptors, closed by the writer thread
+    bool pipe_sized_writes_ = false;  // stdout: blocking descriptor, poll before each piece
+    bool reopen_ = false;
+    bool stop_ = false;
+    bool flush_soon_ = false;
+    std::atomic<bool> enabled_{false};
+    std::atomic<bool> stopping_{false};
 };
 
 }  // namespace sy

@@ -1,11 +1,11 @@
-#include "proxy/admin.hpp"
+#include "proxy/ops/admin.hpp"
 
 #include <memory>
 
 #include "parser/http_parser.hpp"
 #include "parser/serialize.hpp"
 #include "proxy/log.hpp"
-#include "proxy/metrics.hpp"
+#include "proxy/ops/stats.hpp"
 #include "proxy/net.hpp"
 #include "proxy/stream_writer.hpp"
 #include "proxy/uv_util.hpp"
@@ -62,7 +62,7 @@ private:
         if (head.method != "GET" && head.method != "HEAD") {
             answer(make_proxy_response(405, true, {{"Allow", "GET, HEAD"}}));
         } else if (path == "/metrics") {
-            std::string body = g_metrics.render();
+            std::string body = g_stats.registry.render();
             answer(make_proxy_response(200, true, {{"Content-Type", "text/plain; version=0.0.4"}}, body));
         } else if (path == "/healthz") {
             answer(make_proxy_response(200, true, {}, "ok\n"));
@@ -109,22 +109,25 @@ bool AdminServer::start(std::string* error) {
     if (fd < 0) return false;
     uv_tcp_init(loop_, &tcp_);
     tcp_.data = this;
+    started_ = true;  // the handle exists: retire() closes it
     uv_tcp_open(&tcp_, fd);
     int r = uv_listen(reinterpret_cast<uv_stream_t*>(&tcp_), 64, &AdminServer::on_connection);
     if (r != 0) {
         *error = std::string("admin listen: ") + uv_strerror(r);
-        uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), nullptr);
         return false;
     }
-    started_ = true;
     log_info("admin listening on %s", local_address(fd).c_str());
     return true;
 }
 
-void AdminServer::close() {
-    if (!started_) return;
-    started_ = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), nullptr);
+void AdminServer::retire(std::unique_ptr<AdminServer> admin) {
+    if (!admin) return;
+    AdminServer* raw = admin.release();
+    if (!raw->started_) {
+        delete raw;
+        return;
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&raw->tcp_), [](uv_handle_t* h) { delete static_cast<AdminServer*>(h->data); });
 }
 
 void AdminServer::on_connection(uv_stream_t* server, int status) {

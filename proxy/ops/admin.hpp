@@ -3,11 +3,13 @@
 // connection.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <uv.h>
 
 #include "routing/config.hpp"
+
 
 namespace sy {
 
@@ -16,13 +18,15 @@ public:
     AdminServer(uv_loop_t* loop, const AdminConfig& config) : loop_(loop), config_(config) {}
     // Binds and listens; logs "admin listening on ADDR". False with `error` on failure.
     bool start(std::string* error);
-    // Stops listening; connections in progress finish on their own.
-    void close();
+    // Stops listening and frees the server once its handle is closed; connections in
+    // progress finish on their own.
+    static void retire(std::unique_ptr<AdminServer> admin);
+    const AdminConfig& config() const { return config_; }
 
 private:
     static void on_connection(uv_stream_t* server, int status);
     uv_loop_t* loop_;
-    const AdminConfig& config_;
+    AdminConfig config_;
     uv_tcp_t tcp_{};
     bool started_ = false;
 };

@@ -228,7 +228,10 @@ class Proxy:
         if resp.status != 200:
             raise AssertionError(f"/metrics answered {resp.status}")
         values = {}
+        self.declared = set()
         for line in resp.body.decode().splitlines():
+            if line.startswith("# TYPE "):
+                self.declared.add(line.split()[2])
             if not line or line.startswith("#"):
                 continue
             name, _, value = line.rpartition(" ")
@@ -239,7 +242,17 @@ class Proxy:
         return values
 
     def metric(self, name):
-        return self.metrics().get(name)
+        """The value of `name` ("family" or "family{labels}" as rendered). A bare family
+        name whose series carry labels gives their sum (e.g. every route's tunnels)."""
+        values = self.metrics()
+        if name in values:
+            return values[name]
+        labelled = [v for k, v in values.items() if k.startswith(name + "{")]
+        if labelled:
+            return sum(labelled)
+        # A declared family none of whose series has appeared yet (e.g. tunnels on routes
+        # that never saw an upgrade) totals 0.
+        return 0.0 if name in self.declared else None
 
     def wait_metric(self, name, value, timeout=5.0):
         """Waits until metric `name` equals `value`; fails with the last value seen."""
@@ -709,3 +722,110 @@ def passive(conn):
 
 def main():
     unittest.main(verbosity=2)
+
+
+# --------------------------------------------------------------------------- ops helpers
+# Labelled series, reloads and fixed ports for the operations tests (test_reload.py,
+# test_metrics.py, test_json_log.py, test_ops.py).
+
+_SERIES_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$", re.S)
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)', re.S)
+
+
+def split_series(key):
+    """'name{a="1",b="x"}' (a Proxy.metrics() key) -> ('name', {'a': '1', 'b': 'x'}),
+    whatever order the labels were rendered in."""
+    m = _SERIES_RE.match(key)
+    if not m:
+        raise AssertionError(f"unparsable series {key!r}")
+    labels, body, pos = {}, m.group(2) or "", 0
+    while pos < len(body):
+        lm = _LABEL_RE.match(body, pos)
+        if not lm or lm.end() == pos:
+            raise AssertionError(f"unparsable labels in {key!r}")
+        if lm.group(1) in labels:
+            raise AssertionError(f"label {lm.group(1)} twice in {key!r}")
+        labels[lm.group(1)] = re.sub(r"\\(.)", lambda e: "\n" if e.group(1) == "n" else e.group(1),
+                                     lm.group(2))
+        pos = lm.end()
+    return m.group(1), labels
+
+
+def series(metrics, name, **labels):
+    """[(labels, value)] of every series of `name` in `metrics` (Proxy.metrics()) whose
+    labels include `labels` (order-independent)."""
+    out = []
+    for key, value in metrics.items():
+        n, ls = split_series(key)
+        if n == name and all(ls.get(k) == v for k, v in labels.items()):
+            out.append((ls, value))
+    return out
+
+
+def metric_sum(metrics, name, **labels):
+    """The sum of series(metrics, name, **labels); 0.0 when there is none (a series not
+    shown yet counts as 0)."""
+    return sum(v for _, v in series(metrics, name, **labels))
+
+
+def wait_metric_sum(proxy, name, value, timeout=5.0, **labels):
+    """Waits until metric_sum(proxy.metrics(), name, **labels) == value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = metric_sum(proxy.metrics(), name, **labels)
+        if last == value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"metric {name}{labels} is {last}, expected {value} "
+                                 f"(waited {timeout}s)")
+        time.sleep(0.05)
+
+
+def free_low_port():
+    """A free 127.0.0.1 port below the ephemeral range (testing-notes.md), for configs that
+    must name a fixed port."""
+    import random
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port below 32768")
+
+
+def reload_config(proxy, text, result="ok", timeout=5.0):
+    """Replaces the proxy's configuration file with `text`, sends SIGHUP and waits until
+    switchyard_config_reloads_total{result=`result`} went up by exactly one. Returns what
+    the proxy wrote on stderr meanwhile."""
+    err_before = len(proxy.stderr())
+    before = metric_sum(proxy.metrics(), "switchyard_config_reloads_total", result=result)
+    tmp = proxy.config_path + ".new"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, proxy.config_path)
+    proxy.config_text = text
+    proxy.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proxy.proc.poll() is not None:
+            raise AssertionError(f"switchyard exited with {proxy.proc.returncode} after SIGHUP")
+        try:
+            value = metric_sum(proxy.metrics(), "switchyard_config_reloads_total", result=result)
+        except OSError:
+            if proxy.proc.poll() is not None:
+                continue
+            raise
+        if value == before + 1:
+            return proxy.stderr()[err_before:]
+        if value > before + 1 or time.monotonic() > deadline:
+            raise AssertionError(
+                f'switchyard_config_reloads_total{{result="{result}"}} is {value}, expected '
+                f"{before + 1} (waited {timeout}s); stderr since SIGHUP:\n"
+                + proxy.stderr()[err_before:])
+        time.sleep(0.02)

@@ -10,8 +10,8 @@ from harness import Client, Proxy, ScriptedBackend, main, make_config, ok_respon
 from upgrade_support import finish, open_ws_tunnel, recv_exact, wait_eof, wait_log
 
 LINE = re.compile(r'^\S+ (?P<client>\S+) "(?P<method>\S+) (?P<target>\S+) HTTP/1\.1" (?P<status>\d+) '
-                  r'in=(?P<inb>\d+) out=(?P<outb>\d+) \d+ms route=(?P<route>\d+) '
-                  r'upstream=(?P<upstream>\S+) (?P<outcome>\S+)(?: proto=(?P<proto>\S+))?$')
+                  r'in=(?P<inb>\d+) out=(?P<outb>\d+) \d+ms route=(?P<route>\S+) '
+                  r'upstream=(?P<upstream>\S+) server=(?P<server>\S+) (?P<outcome>\S+)(?: proto=(?P<proto>\S+))?$')
 
 
 def logged(px, pattern):
@@ -35,7 +35,8 @@ class AccessLog(unittest.TestCase):
             self.assertEqual(int(m["inb"]), len(request))
             self.assertEqual(int(m["outb"]), len(resp.raw))
             self.assertEqual(m["upstream"], "app")
-            self.assertGreater(int(m["route"]), 0)
+            self.assertEqual(m["server"], be.address)
+            self.assertEqual(m["route"], "route1")  # config.md: unnamed routes are route<N>
             px.assert_idle()
 
     def test_proxy_answers_are_logged_with_their_status(self):

@@ -105,7 +105,7 @@ class Tunnel(unittest.TestCase):
                 self.assertTrue(to_backend.eof and to_client.eof)
             bc.close()
             line = wait_log(px, r"^.*tunnel_\w+ proto=websocket$")
-            self.assertRegex(line, r" route=\d+ upstream=app tunnel_eof proto=websocket$")
+            self.assertRegex(line, r" route=route1 upstream=app server=127\.0\.0\.1:\d+ tunnel_eof proto=websocket$")
             # bytes each way: at least the tunnelled bytes (the handshake may be counted)
             counts = dict(kv.split("=") for kv in line.split() if kv[:3] in ("in=", "out"))
             self.assertGreaterEqual(int(counts["in"]), size, line)

@@ -1,0 +1,132 @@
+// ClientConn's accounting: the access-log lines and the metrics of its exchanges and of
+// its tunnel (docs/operations.md). Apart from the connection's state machine, which only
+// calls these at the points where an outcome becomes known.
+#include <algorithm>
+
+#include "proxy/client_conn.hpp"
+#include "proxy/ops/access_log.hpp"
+#include "proxy/upstream_pool.hpp"
+
+namespace sy {
+
+namespace {
+
+double ms_since(std::uint64_t start_ns, std::uint64_t now_ns) {
+    return start_ns == 0 || now_ns < start_ns ? 0.0 : static_cast<double>(now_ns - start_ns) / 1e6;
+}
+
+}  // namespace
+
+void ClientConn::take_current_config() {
+    const GenerationPtr& current = worker_.current();
+    if (gen_ == current) return;
+    gen_ = current;
+    if (http_ != nullptr) {
+        // Limits for the heads to come; the body framing of this connection is unaffected.
+        const Config& c = gen_->config();
+        http_->req_parser.set_limits({c.limits.max_header_bytes, c.limits.max_headers});
+        http_->resp_parser.set_limits({std::max<std::size_t>(c.limits.max_header_bytes, 64 * 1024),
+                                       std::max<std::size_t>(c.limits.max_headers, 200)});
+    }
+}
+
+std::string_view ClientConn::offered_protocol() const {
+    const UpgradeDecision& d = http_->decision;
+    const std::vector<std::string>& named = d.kind == UpgradeDecision::Kind::forward ? d.forwarded : d.offer;
+    return named.empty() ? std::string_view() : std::string_view(named.front());
+}
+
+void ClientConn::count_upgrade(UpgradeOutcome outcome, std::string_view protocol) {
+    const RouteStats& route = route_stats_ != nullptr ? *route_stats_ : gen_->snapshot->stats.no_route;
+    outcome_ = outcome;
+    protocol_stats_ = &route.protocol(protocol);
+    g_stats.add(protocol_stats_->upgrades + static_cast<MetricCell>(outcome));
+}
+
+std::uint64_t ClientConn::log_bytes_to_clients() {
+    std::uint64_t out = out_.bytes_written() - bytes_out_mark_;
+    g_stats.add(g_stats.bytes_to_clients, static_cast<std::int64_t>(out));
+    bytes_out_mark_ = out_.bytes_written();
+    return out;
+}
+
+void ClientConn::log_exchange(const char* end) {
+    std::uint64_t out = log_bytes_to_clients();
+    const RouteStats& route = route_stats_ != nullptr ? *route_stats_ : gen_->snapshot->stats.no_route;
+    count_request(route, status_sent_);
+    AccessLog& log = worker_.access_log();
+    if (!log.enabled()) return;
+    AccessRecord r;
+    r.client = http_->client_ip;
+    r.method = http_->req.method;
+    r.target = http_->req.target;
+    r.http_major = http_->req.http_major;
+    r.http_minor = http_->req.http_minor;
+    r.status = status_sent_;
+    r.bytes_in = bytes_in_;
+    r.bytes_out = out;
+    r.request_ms = ms_since(exchange_start_ns_, uv_hrtime());
+    if (route_ != nullptr) r.route = route_->name;
+    if (pool_ != nullptr && up_ != nullptr) {
+        r.upstream = pool_->config().name;
+        r.server = pool_->server_name(up_->server());
+    } else if (pool_ != nullptr) {
+        r.upstream = pool_->config().name;
+    }
+    r.upgrade = outcome_;
+    if (outcome_ == UpgradeOutcome::switched) {
+        r.protocol = tunnel_->protocol;
+    } else if (outcome_ != UpgradeOutcome::none) {
+        r.protocol = offered_protocol();
+    }
+    r.end = end;
+    log.write(worker_.id(), r, config().access_log.format);
+}
+
+void ClientConn::count_tunnel_open() {
+    switch_ns_ = uv_hrtime();
+    g_stats.add(protocol_stats_->tunnels_active, 1);
+    g_stats.add(protocol_stats_->tunnels_total, 1);
+    g_stats.add(up_->pool().tunnels_cell(up_->server()), 1);
+}
+
+void ClientConn::count_tunnel_end(TunnelEnd how) {
+    const ProtocolStats& p = *protocol_stats_;
+    const std::uint64_t now = uv_hrtime();
+    g_stats.add(p.tunnels_active, -1);
+    g_stats.add(up_->pool().tunnels_cell(up_->server()), -1);
+    g_stats.add(p.bytes_to_upstream, static_cast<std::int64_t>(tunnel_->bytes_from(Tunnel::kClient)));
+    g_stats.add(p.bytes_to_client, static_cast<std::int64_t>(tunnel_->bytes_from(Tunnel::kUpstream)));
+    g_stats.add(p.closed + static_cast<MetricCell>(how));
+    g_stats.registry.observe(p.duration, (now - switch_ns_) / 1'000'000);
+}
+
+void ClientConn::tunnel_ended(TunnelEnd how) {
+    count_tunnel_end(how);
+    // The tunnel writes to the client directly (counted by the tunnel), except what went
+    // through out_ at the switch.
+    log_bytes_to_clients();
+    AccessLog& log = worker_.access_log();
+    if (log.enabled()) {
+        AccessRecord r;
+        r.tunnel = true;
+        r.client = tunnel_->client;
+        r.method = tunnel_->method;
+        r.target = tunnel_->target;
+        r.status = 101;
+        r.bytes_in = tunnel_->bytes_from(Tunnel::kClient);
+        r.bytes_out = tunnel_->bytes_from(Tunnel::kUpstream);
+        r.request_ms = ms_since(exchange_start_ns_, switch_ns_);
+        r.tunnel_ms = ms_since(switch_ns_, uv_hrtime());
+        r.route = route_->name;
+        r.upstream = up_->pool().config().name;
+        r.server = up_->pool().server_name(up_->server());
+        r.upgrade = UpgradeOutcome::switched;
+        r.protocol = tunnel_->protocol;
+        r.end = tunnel_end_name(how);
+        log.write(worker_.id(), r, config().access_log.format);
+    }
+    close();
+}
+
+}  // namespace sy

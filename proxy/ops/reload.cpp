@@ -1,0 +1,53 @@
+#include "proxy/ops/reload.hpp"
+
+#include "proxy/net.hpp"
+
+namespace sy {
+
+std::vector<int> plan_listeners(const std::vector<ListenerConfig>& running, const std::vector<ListenerConfig>& next) {
+    std::vector<bool> taken(running.size(), false);
+    std::vector<int> plan;
+    for (const ListenerConfig& listener : next) {
+        const std::string key = listener.address.to_string();
+        int found = -1;
+        for (std::size_t i = 0; i < running.size(); ++i) {
+            if (!taken[i] && running[i].address.to_string() == key) {
+                taken[i] = true;
+                found = static_cast<int>(i);
+                break;
+            }
+        }
+        plan.push_back(found);
+    }
+    return plan;
+}
+
+std::vector<std::string> restart_only_changes(const Config& running, Config& next) {
+    std::vector<std::string> lines;
+    if (next.workers != running.workers) {
+        lines.push_back("reload: 'workers' changed from " + std::to_string(running.workers) + " to " +
+                        std::to_string(next.workers) + "; this needs a restart, keeping " +
+                        std::to_string(running.workers));
+        next.workers = running.workers;
+    }
+    return lines;
+}
+
+std::shared_ptr<const Snapshot> make_snapshot(Config config, std::string* error) {
+    auto snapshot = std::make_shared<Snapshot>();
+    for (const UpstreamConfig& upstream : config.upstreams) {
+        std::vector<sockaddr_storage> addresses(upstream.servers.size());
+        for (std::size_t i = 0; i < upstream.servers.size(); ++i) {
+            if (!resolve_address(upstream.servers[i], &addresses[i], error)) {
+                *error = "upstream " + upstream.name + ": " + *error;
+                return nullptr;
+            }
+        }
+        snapshot->server_addresses.push_back(std::move(addresses));
+    }
+    snapshot->stats = g_stats.bind(config);
+    snapshot->config = std::move(config);
+    return snapshot;
+}
+
+}  // namespace sy

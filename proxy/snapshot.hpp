@@ -1,0 +1,25 @@
+// A loaded configuration and what the process derives from it on the main thread: the
+// metric series it uses and its servers' resolved addresses. Immutable once published;
+// shared by reference count, so whoever still uses one (a worker, an exchange, a tunnel)
+// keeps it alive and the last one frees it (docs/operations.md, "Reload").
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include <sys/socket.h>
+
+#include "proxy/ops/stats.hpp"
+#include "routing/config.hpp"
+
+namespace sy {
+
+struct Snapshot {
+    Config config;
+    StatsBinding stats;
+    std::vector<std::vector<sockaddr_storage>> server_addresses;  // per Config::upstreams index
+};
+
+using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+}  // namespace sy
