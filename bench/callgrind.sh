@@ -12,6 +12,7 @@
 # counts below it is well under 1%. LD_BIND_NOW=1 moves symbol binding into start-up.
 #
 #   bench/callgrind.sh [--targets "switchyard nginx haproxy"] [--scale F] [--no-build]
+#   (also switchyard-json: JSON access log to a file; switchyard-base: $SWITCHYARD_BASE)
 # Output: build/bench/callgrind.json (+ the callgrind.out files in build/bench/callgrind/,
 # for callgrind_annotate). Needs valgrind (`.ci/install-deps --bench`).
 set -euo pipefail
@@ -67,6 +68,10 @@ start_proxy() {  # start_proxy TARGET NAME
   local t=$1 name=$2 cmd=()
   case "$t" in
     switchyard) render switchyard.yaml.in "" > "$WORK/sy.yaml"; cmd=("$SWITCHYARD" --config "$WORK/sy.yaml") ;;
+    # the access log in JSON to a file; the binary in $SWITCHYARD_BASE (an older build)
+    switchyard-json) render switchyard.yaml.in "" | sed "s#^access_log:.*#access_log: { path: $WORK/access.log, format: json }#" > "$WORK/sy.yaml"
+                     cmd=("$SWITCHYARD" --config "$WORK/sy.yaml") ;;
+    switchyard-base) render switchyard.yaml.in "" > "$WORK/sy.yaml"; cmd=("${SWITCHYARD_BASE:?set SWITCHYARD_BASE}" --config "$WORK/sy.yaml") ;;
     # one process: no master, so the one callgrind file has all the work
     nginx) render nginx.conf.in "" | sed 's/^master_process on;/master_process off;/' > "$WORK/nginx.conf"
            cmd=(nginx -p "$WORK" -c "$WORK/nginx.conf") ;;

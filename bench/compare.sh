@@ -6,6 +6,8 @@
 #   bench/compare.sh --quick         1 repetition, 2 s per measurement (~3 min)
 #   options: --reps N --duration S --targets "switchyard nginx ..." --scenarios "http echo ..."
 #            --idle-tunnels N --no-install --no-build --no-report
+#   extra targets: switchyard-json (access log in JSON to a file), switchyard-base (the
+#   binary in $SWITCHYARD_BASE, e.g. an older commit built elsewhere, on the same config)
 #
 # Each proxy runs alone, pinned to CPU 1 (taskset); sy_load (client) and the sy_load backend
 # share CPU 0. Targets are interleaved (the order rotates every repetition) and every
@@ -128,8 +130,15 @@ start_target() {  # sets PROXY_PID and TARGET_ADDR
   TARGET_ADDR=127.0.0.1:$PORT
   case "$t" in
     direct) TARGET_ADDR=$BACKEND; return 0 ;;
-    switchyard)
+    switchyard|switchyard-base)
       render switchyard.yaml.in "$WORK/switchyard.yaml" ""
+      local bin=$SWITCHYARD
+      [[ $t == switchyard-base ]] && bin=${SWITCHYARD_BASE:?set SWITCHYARD_BASE to the baseline binary}
+      taskset -c $PROXY_CPU "$bin" --config "$WORK/switchyard.yaml" > "$WORK/switchyard.log" 2>&1 &
+      ;;
+    switchyard-json)
+      render switchyard.yaml.in "$WORK/switchyard.yaml" ""
+      sed -i "s#^access_log:.*#access_log: { path: $WORK/access.log, format: json }#" "$WORK/switchyard.yaml"
       taskset -c $PROXY_CPU "$SWITCHYARD" --config "$WORK/switchyard.yaml" > "$WORK/switchyard.log" 2>&1 &
       ;;
     nginx)

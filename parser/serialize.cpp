@@ -2,6 +2,8 @@
 // hop-by-hop field handling (RFC 9110 §7.6.1) and the proxy's own small responses.
 #include "parser/serialize.hpp"
 
+#include <algorithm>
+
 #include <array>
 #include <charconv>
 #include <optional>
@@ -284,7 +286,10 @@ std::string make_proxy_response(int status, bool close, const HeaderList& extra,
     std::string out;
     append_status_line(out, status, reason);
     if (has_body) {
-        append_field(out, "Content-Type", "text/plain; charset=utf-8");
+        // The caller's Content-Type (e.g. the metrics page's) replaces the default.
+        const bool typed = std::any_of(extra.begin(), extra.end(),
+                                       [](const HeaderField& f) { return iequals(f.name, "Content-Type"); });
+        if (!typed) append_field(out, "Content-Type", "text/plain; charset=utf-8");
         out.append("Content-Length: ");
         append_number(out, body.size());
         out.append("\r\n");

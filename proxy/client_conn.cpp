@@ -651,7 +651,7 @@ void ClientConn::on_writer_failed(StreamWriter&, int status) {
 
 void ClientConn::finish_exchange() {
     bool request_done = req_state_ == ReqState::complete;
-    log_exchange("ok");
+    log_exchange(answered_locally_ ? "proxy" : "ok");
     uv_timer_stop(up_timer_);
     if (up_ != nullptr) {
         UpstreamConn* conn = up_;
@@ -678,6 +678,7 @@ void ClientConn::finish_exchange() {
     http_->req.method.clear();
     http_->req.target.clear();
     head_sent_ = false;
+    answered_locally_ = false;
     status_sent_ = 0;
     bytes_in_ = 0;
     if (req_was_upgrade_) {
@@ -723,6 +724,7 @@ void ClientConn::respond_local(int status, bool keep_open, const char* why, cons
     out_.write(make_proxy_response(status, !keep_open, fields, body));
     status_sent_ = status;
     head_sent_ = true;
+    answered_locally_ = true;
     if (!keep_open) {
         log_exchange("proxy");
         close_after_flush();

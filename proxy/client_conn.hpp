@@ -202,6 +202,7 @@ private:
     std::uint64_t bytes_out_mark_ = 0;
 
     bool head_sent_ = false;         // a final response head went to the client
+    bool answered_locally_ = false;  // that head came from the proxy (respond_local)
     bool keep_alive_ = true;         // the client connection goes on after this exchange
     bool up_reusable_ = false;
     bool up_write_failed_ = false;
