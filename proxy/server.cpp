@@ -1,6 +1,7 @@
 #include "proxy/server.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <optional>
@@ -209,6 +210,13 @@ void Server::reload() {
         if (!config().pid_file.empty()) remove_pid_file(config().pid_file);
     }
     for (unsigned w = 0; w < workers; ++w) workers_[w]->post_reload(snapshot, kept, std::move(new_fds[w]));
+    // Done when every worker runs the new snapshot (each switches in microseconds; the
+    // bound only guards against a worker that stopped answering).
+    for (auto& worker : workers_) {
+        if (!worker->wait_reloads_applied(std::chrono::seconds(5))) {
+            log_error("reload: worker %u has not switched after 5 s", worker->id());
+        }
+    }
     running_ = std::move(snapshot);
     g_stats.add(g_stats.reloads_ok);
     set_reload_timestamp();

@@ -81,8 +81,14 @@ void Worker::post_reload(SnapshotPtr snapshot, std::vector<int> kept, std::vecto
     {
         std::lock_guard<std::mutex> lock(pending_mutex_);
         pending_.push_back(PendingReload{std::move(snapshot), std::move(kept), std::move(new_fds)});
+        ++posted_;
     }
     uv_async_send(&reload_async_);
+}
+
+bool Worker::wait_reloads_applied(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(pending_mutex_);
+    return applied_cv_.wait_for(lock, timeout, [this] { return applied_ == posted_; });
 }
 
 void Worker::run() {
@@ -130,6 +136,11 @@ void Worker::on_reload_async(uv_async_t* async) {
         pending.swap(self->pending_);
     }
     for (PendingReload& reload : pending) self->apply(std::move(reload));
+    {
+        std::lock_guard<std::mutex> lock(self->pending_mutex_);
+        self->applied_ += pending.size();
+    }
+    self->applied_cv_.notify_all();
 }
 
 // Switches to a new snapshot in one step (docs/operations.md, "Reload"): listeners by

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -54,6 +56,9 @@ public:
     // whose socket is the next of `new_fds` (owned from now on). Running listeners that
     // no new one continues are closed.
     void post_reload(SnapshotPtr snapshot, std::vector<int> kept, std::vector<int> new_fds);
+    // Thread-safe: waits (at most `timeout`) until every reload posted so far is applied;
+    // true when it is. A reload is reported done only once every worker runs it.
+    bool wait_reloads_applied(std::chrono::milliseconds timeout);
 
     uv_loop_t* loop() { return &loop_; }
     // The configuration new exchanges use. Worker thread only.
@@ -123,6 +128,9 @@ private:
     std::thread thread_;
     std::mutex pending_mutex_;
     std::vector<PendingReload> pending_;  // posted by the main thread, applied in order
+    std::condition_variable applied_cv_;
+    std::uint64_t posted_ = 0;   // reloads posted (under pending_mutex_)
+    std::uint64_t applied_ = 0;  // reloads applied (under pending_mutex_)
     std::atomic<bool> drain_now_{false};
     std::atomic<bool> loop_done_{false};
     bool running_ = false;
