@@ -1,4 +1,4 @@
-// The one wrapper around llhttp 8.1 (see ../shared/design/llhttp-notes.md for what it
+// The one wrapper around llhttp 8.1 (see docs/architecture.md, "Parsing" for what it
 // checks and what it leaves to this file).
 //
 // How a message flows:

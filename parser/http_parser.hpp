@@ -1,5 +1,5 @@
 // The one wrapper around llhttp (Debian's 8.1). Strict: no lenient flags, plus the checks
-// llhttp leaves to us (../shared/design/llhttp-notes.md): obs-fold, whitespace before the
+// llhttp leaves to us (docs/architecture.md, "Parsing"): obs-fold, whitespace before the
 // colon, header-section size and field-count limits.
 #pragma once
 

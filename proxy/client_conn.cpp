@@ -448,7 +448,7 @@ void ClientConn::feed_response(const char* data, std::size_t len) {
                 return;
             case HttpParser::Status::upgrade: {
                 // A 101: never passed on unless it answers the upgrade we forwarded and
-                // passes validate_switch (upgrade-semantics.md, "Response side").
+                // passes validate_switch (docs/upgrades.md, "Response side").
                 http_->verdict = validate_switch(http_->decision, http_->resp);
                 if (!http_->verdict.accept) {
                     count_upgrade(UpgradeOutcome::refused_101, offered_protocol());
@@ -839,7 +839,7 @@ void ClientConn::start_tunnel() {
     uv_timer_stop(up_timer_);
 
     // The 101 goes to the client with Upgrade and Connection regenerated and the other
-    // fields passed (upgrade-semantics.md, "Response side").
+    // fields passed (docs/upgrades.md, "Response side").
     std::string protocols;
     for (const std::string& p : http_->verdict.protocols) {
         if (!protocols.empty()) protocols += ", ";

@@ -23,7 +23,7 @@ Tunnel::~Tunnel() {
 
 void Tunnel::start(std::string_view to_upstream, std::string_view to_client, bool client_reading,
                    bool upstream_reading) {
-    // The held bytes go first, in order (upgrade-semantics.md, "Bytes around the switch").
+    // The held bytes go first, in order (docs/upgrades.md, "Bytes around the switch").
     if (!to_upstream.empty()) {
         ends_[kUpstream].writer->write(to_upstream);
         dirs_[kClient].bytes += to_upstream.size();

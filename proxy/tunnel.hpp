@@ -1,5 +1,5 @@
 // The tunnel: after an accepted 101, raw bytes flow both ways between the client and the
-// upstream connection, never parsed, never changed (upgrade-semantics.md, "The tunnel").
+// upstream connection, never parsed, never changed (docs/upgrades.md, "The tunnel").
 //
 // One symmetric pump, parameterised by direction: bytes read from side `from` are written
 // to side `1 - from`. It is entered by swapping the streams' read callbacks to the tunnel's

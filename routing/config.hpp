@@ -1,4 +1,4 @@
-// The configuration model: what ../shared/design/config.md describes, after validation.
+// The configuration model: what docs/configuration.md describes, after validation.
 // Defaults here are the documented defaults.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Validation of the configuration file (../shared/design/config.md) into sy::Config.
+// Validation of the configuration file (docs/configuration.md) into sy::Config.
 // Every section reader reports what it finds wrong and goes on, so that one run shows
 // every error in the file.
 #include "routing/config_loader.hpp"
@@ -569,7 +569,7 @@ void ConfigReader::resolve_upstreams(Config& config) {
     }
 }
 
-// Unnamed routes are "route<N>", N their position from 1 (config.md). Names label metrics
+// Unnamed routes are "route<N>", N their position from 1 (docs/configuration.md). Names label metrics
 // and log lines, so two routes may not share one, given or defaulted.
 void ConfigReader::name_routes(Config& config) {
     for (std::size_t i = 0; i < config.routes.size(); ++i) {

@@ -22,7 +22,7 @@ constexpr std::array<Unit, 5> kDurationUnits{{
     {"d", 86'400'000},
 }};
 
-// Plain bytes ("") and the suffixes of config.md; "K"/"k" alone are deliberately absent.
+// Plain bytes ("") and the suffixes of docs/configuration.md; "K"/"k" alone are deliberately absent.
 constexpr std::array<Unit, 8> kSizeUnits{{
     {"", 1},
     {"B", 1},

@@ -1,4 +1,4 @@
-// The upgrade policy (../shared/design/upgrade-semantics.md, "Request side" and
+// The upgrade policy (docs/upgrades.md, "Request side" and
 // "Response side"). Pure functions of their arguments: no I/O.
 #include "routing/upgrade_policy.hpp"
 
@@ -211,7 +211,7 @@ UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
 
     if (upgrade_request && rule.on_disallowed == OnDisallowed::reject) {
         // Answer and close: whatever the client sent optimistically behind the request is
-        // never parsed (upgrade-semantics.md, "reject").
+        // never parsed (docs/upgrades.md, "reject").
         const std::string refused = decision.offer.empty() ? "(empty offer)" : join(decision.offer);
         decision = respond(std::move(decision), 403, "upgrade refused: " + refused);
         decision.outcome = UpgradeOutcome::rejected;

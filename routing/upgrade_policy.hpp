@@ -1,4 +1,4 @@
-// The upgrade policy (../shared/design/upgrade-semantics.md): what to do with a request's
+// The upgrade policy (docs/upgrades.md): what to do with a request's
 // Upgrade offer on a route, and whether a backend's 101 may switch the connection.
 // Pure functions: no I/O, no libuv.
 #pragma once
@@ -58,18 +58,18 @@ struct UpgradeDecision {
     // respond: 400 (bad WebSocket handshake), 403 (reject), 426 (require, or a WebSocket
     // version other than 13).
     int status = 0;
-    bool close = false;           // 403 closes the connection (upgrade-semantics.md, reject)
+    bool close = false;           // 403 closes the connection (docs/upgrades.md, reject)
     HeaderList response_fields;   // e.g. Upgrade + Connection: Upgrade for 426,
                                   // Sec-WebSocket-Version: 13 for a bad version
     std::string response_body;    // short text; for 403 it names the refused protocols
     std::string reason;           // for logs
 };
 
-// upgrade-semantics.md, "Words": an HTTP/1.1 (not 1.0) request with an Upgrade field and
+// docs/upgrades.md, "Words": an HTTP/1.1 (not 1.0) request with an Upgrade field and
 // the token "upgrade" in its Connection field(s).
 bool is_upgrade_request(const MessageHead& request);
 
-// Decides for `request` on a route with `rule` (upgrade-semantics.md, "Request side").
+// Decides for `request` on a route with `rule` (docs/upgrades.md, "Request side").
 UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule);
 
 struct SwitchVerdict {

@@ -268,7 +268,7 @@ class Proxy:
             time.sleep(0.05)
 
     def assert_idle(self):
-        """End-of-test check (style.md point 13): no client connection is left open
+        """End-of-test check (every test ends idle): no client connection is left open
         (admin connections are not client connections)."""
         self.wait_metric("switchyard_connections_active", 0)
 
@@ -782,7 +782,7 @@ def wait_metric_sum(proxy, name, value, timeout=5.0, **labels):
 
 
 def free_low_port():
-    """A free 127.0.0.1 port below the ephemeral range (testing-notes.md), for configs that
+    """A free 127.0.0.1 port below the ephemeral range (ports in 32768-60999 may be held by TIME_WAIT sockets), for configs that
     must name a fixed port."""
     import random
     rng = random.Random()

@@ -1,6 +1,6 @@
-"""The access log (config.md `access_log`): one line per exchange with the bytes each way,
+"""The access log (docs/configuration.md `access_log`): one line per exchange with the bytes each way,
 and one per tunnel with route, protocol, bytes each way and how it ended
-(upgrade-semantics.md, "The tunnel")."""
+(docs/upgrades.md, "The tunnel")."""
 
 import re
 import unittest
@@ -36,7 +36,7 @@ class AccessLog(unittest.TestCase):
             self.assertEqual(int(m["outb"]), len(resp.raw))
             self.assertEqual(m["upstream"], "app")
             self.assertEqual(m["server"], be.address)
-            self.assertEqual(m["route"], "route1")  # config.md: unnamed routes are route<N>
+            self.assertEqual(m["route"], "route1")  # docs/configuration.md: unnamed routes are route<N>
             px.assert_idle()
 
     def test_proxy_answers_are_logged_with_their_status(self):

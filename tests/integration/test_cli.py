@@ -1,5 +1,5 @@
 """The command line: --check, configuration errors as FILE:LINE:COL, --version, --help
-(config.md)."""
+(docs/configuration.md)."""
 
 import os
 import re

@@ -78,7 +78,7 @@ class CurlThroughProxy(unittest.TestCase):
             px.assert_idle()
 
     def test_expect_100_continue_is_passed_through(self):
-        """upgrade-semantics.md: a 1xx other than 101 is passed to the client. The demo
+        """docs/upgrades.md: a 1xx other than 101 is passed to the client. The demo
         backend never sends 100 Continue (curl then waits 1 s and sends anyway); Python's
         http.server does, so curl must see it through the proxy and not time out."""
         with HttpOrigin() as origin, Proxy(make_config([origin.address])) as px:

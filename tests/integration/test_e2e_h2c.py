@@ -4,7 +4,7 @@ in front of a tiny HTTP/1.1 origin (http.server) that answers 200 with a known b
 
     client --HTTP/1.1 Upgrade: h2c--> switchyard --> nghttpx (no-tls frontend) --> origin
 
-upgrade-semantics.md: h2c is forwarded only when the allow list names it; "*" does not
+docs/upgrades.md: h2c is forwarded only when the allow list names it; "*" does not
 (h2c smuggling). When it is not forwarded, the request goes on as plain HTTP/1.1.
 
 nghttpx's access log (e2e_support.Nghttpx) says per request "<version> <alpn> ...": alpn

@@ -1,5 +1,5 @@
 """End to end: a real WebSocket client and server (python3-websockets 10.x, asyncio API)
-talking through the proxy (upgrade-semantics.md: forward, strip, reject; the tunnel).
+talking through the proxy (docs/upgrades.md: forward, strip, reject; the tunnel).
 The server runs in its own thread and event loop (e2e_support.WsEchoServer); the client
 runs in the test thread under asyncio.run with an overall deadline."""
 

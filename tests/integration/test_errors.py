@@ -1,4 +1,4 @@
-"""The proxy's own answers (upgrade-semantics.md "Message framing" and "Everything
+"""The proxy's own answers (docs/upgrades.md "Message framing" and "Everything
 else"): 400 for ambiguous or malformed requests, 404, 431, 408, 502, 504, and the h2
 preface. A refused request never reaches the backend."""
 

@@ -1,5 +1,5 @@
 """Heads as they cross the proxy: byte-exact forwarding, X-Forwarded-*/Via, hop-by-hop
-fields both ways (upgrade-semantics.md "Hop-by-hop fields"), pipelining, and the one
+fields both ways (docs/upgrades.md "Hop-by-hop fields"), pipelining, and the one
 upgrade rule of this stage: every Upgrade is stripped, and a 101 to it is a 502."""
 
 import unittest

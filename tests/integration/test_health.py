@@ -1,4 +1,4 @@
-"""Upstream health (config.md `upstreams.*.health`): the active check (`check: {path,
+"""Upstream health (docs/configuration.md `upstreams.*.health`): the active check (`check: {path,
 interval}`: GET, 2xx = up) and the passive one (`max_fails` consecutive connect failures
 skip a server for `cooldown`)."""
 

@@ -1,4 +1,4 @@
-"""The access log's formats (config.md `access_log`, docs/operations.md "Access log"):
+"""The access log's formats (docs/configuration.md `access_log`, docs/operations.md "Access log"):
 `format: json` writes one JSON object per line with exactly the documented keys in the
 documented order, matching the traffic (exchanges, upgrade outcomes, a tunnel's end line),
 and stays valid JSON whatever bytes a request carried; `format: text` names routes and

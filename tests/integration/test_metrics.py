@@ -1,4 +1,4 @@
-"""The admin /metrics page (config.md "Metrics", docs/operations.md "Metrics"): the
+"""The admin /metrics page (docs/configuration.md "Metrics", docs/operations.md "Metrics"): the
 exposition is valid Prometheus text 0.0.4 (promtool, prometheus_client), every documented
 family is there with its type and labels, workers are added up into one series, and known
 traffic moves each counter by exactly its amount: requests by route and status class,

@@ -1,4 +1,4 @@
-"""Operating the process (config.md "Signals", `access_log`, `pid_file`; docs/operations.md):
+"""Operating the process (docs/configuration.md "Signals", `access_log`, `pid_file`; docs/operations.md):
 a log sink that never drains costs no request any time (lines are dropped and counted, and
 the process still stops), SIGUSR1 reopens the log file after a rotation without losing a
 line, the pid file is written once the listeners are open and removed at a clean exit (and

@@ -1,4 +1,4 @@
-"""Reloading the configuration on SIGHUP (config.md "Signals", docs/operations.md "Reload"):
+"""Reloading the configuration on SIGHUP (docs/configuration.md "Signals", docs/operations.md "Reload"):
 established tunnels and exchanges in flight are untouched while new connections and new
 exchanges follow the new file at once; an invalid file is reported as FILE:LINE:COL and
 changes nothing; listeners in both files never refuse a connection, new ones open, removed

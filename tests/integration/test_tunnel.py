@@ -1,4 +1,4 @@
-"""The tunnel after an accepted 101 (upgrade-semantics.md "The tunnel"): bulk bytes both
+"""The tunnel after an accepted 101 (docs/upgrades.md "The tunnel"): bulk bytes both
 ways at once, half-close each way, resets, the idle timeout, backpressure bounded by
 tunnel.buffer, the access-log record, and SIGTERM's drain deadline."""
 
@@ -291,7 +291,7 @@ class Tunnel(unittest.TestCase):
 
 
 class HeldBytes(unittest.TestCase):
-    """upgrade-semantics.md, "Bytes around the switch": bytes the client sends before the
+    """docs/upgrades.md, "Bytes around the switch": bytes the client sends before the
     response are held, bounded (the proxy stops reading at tunnel.buffer), and delivered in
     order once the 101 is accepted."""
 

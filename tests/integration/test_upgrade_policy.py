@@ -1,4 +1,4 @@
-"""The request side of upgrade mediation (upgrade-semantics.md "Request side: the policy
+"""The request side of upgrade mediation (docs/upgrades.md "Request side: the policy
 decision", "Everything else"): what an upgrade offer becomes upstream under a route's
 upgrade.allow / on_disallowed / require, the WebSocket and h2c profiles, and
 match.upgrade routing. Backends here never switch; see test_upgrade_switch.py."""

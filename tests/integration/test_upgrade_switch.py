@@ -1,4 +1,4 @@
-"""The response side of upgrade mediation (upgrade-semantics.md "Response side: switching,
+"""The response side of upgrade mediation (docs/upgrades.md "Response side: switching,
 or not" and "Bytes around the switch"): which 101s are accepted and what the client sees
 of them, refused 101s (502, both connections closed), declined upgrades (the connection
 stays HTTP, the upstream is not reused), bytes held before the switch and bytes riding

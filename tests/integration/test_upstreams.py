@@ -1,5 +1,5 @@
 """Upstream connections: the keep-alive pool, failover past a dead server, round_robin
-and least_conn (config.md `upstreams`)."""
+and least_conn (docs/configuration.md `upstreams`)."""
 
 import threading
 import time

@@ -1,4 +1,4 @@
-"""Process-level behaviour: several workers sharing a port (config.md `workers`), an IPv6
+"""Process-level behaviour: several workers sharing a port (docs/configuration.md `workers`), an IPv6
 listener, and an admin client that never speaks (it must not hold up shutdown)."""
 
 import socket

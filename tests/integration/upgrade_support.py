@@ -87,7 +87,7 @@ def strip_connection_close(head):
 
 
 def finish(px, timeout=5.0):
-    """style.md point 13: every test ends with no tunnel and no client connection left."""
+    """every test ends with no tunnel and no client connection left."""
     px.wait_metric("switchyard_tunnels_active", 0, timeout)
     px.wait_metric("switchyard_connections_active", 0, timeout)
 

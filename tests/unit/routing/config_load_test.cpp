@@ -30,7 +30,7 @@ std::filesystem::path examples_dir() {
            "conf" / "examples";
 }
 
-// The minimal file of config.md, byte for byte.
+// The minimal file of docs/configuration.md, byte for byte.
 const std::string kMinimal =
     "listen: [{ address: 127.0.0.1:8080 }]\n"
     "upstreams: { app: { servers: [127.0.0.1:9000] } }\n"
@@ -39,7 +39,7 @@ const std::string kMinimal =
     "    upstream: app\n"
     "    upgrade: { allow: [websocket] }\n";
 
-TEST_CASE("the minimal config of config.md loads with every default") {
+TEST_CASE("the minimal config of docs/configuration.md loads with every default") {
     const Config config = load_ok(kMinimal);
     CHECK(config.file == "t.yaml");
     REQUIRE(config.listen.size() == 1);
@@ -290,7 +290,7 @@ TEST_CASE("every example in conf/examples loads") {
     }
 }
 
-TEST_CASE("conf/examples/minimal.yaml is config.md's minimal file") {
+TEST_CASE("conf/examples/minimal.yaml is docs/configuration.md's minimal file") {
     const ConfigResult result = load_config_file((examples_dir() / "minimal.yaml").string());
     REQUIRE(result.config.has_value());
     const Config& config = *result.config;
@@ -299,7 +299,7 @@ TEST_CASE("conf/examples/minimal.yaml is config.md's minimal file") {
     CHECK(config.routes[0].upgrade.allow == std::vector<std::string>{"websocket"});
 }
 
-TEST_CASE("conf/examples/full.yaml has config.md's values") {
+TEST_CASE("conf/examples/full.yaml has docs/configuration.md's values") {
     const ConfigResult result = load_config_file((examples_dir() / "full.yaml").string());
     REQUIRE(result.config.has_value());
     const Config& config = *result.config;

@@ -1,4 +1,4 @@
-// Tables for the upgrade policy (routing/upgrade_policy.hpp, upgrade-semantics.md).
+// Tables for the upgrade policy (routing/upgrade_policy.hpp, docs/upgrades.md).
 // Requests and responses are built as MessageHeads directly: no parser involved.
 #include <doctest/doctest.h>
 
