@@ -20,13 +20,6 @@ constexpr std::array<std::string_view, 8> kHopByHop = {
     "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization",
 };
 
-void append_number(std::string& out, unsigned long long n, int base = 10) {
-    char buf[24];
-    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n, base);
-    (void)ec;  // 24 bytes always hold a 64-bit number
-    out.append(buf, end);
-}
-
 void append_field(std::string& out, std::string_view name, std::string_view value) {
     out.append(name);
     out.append(": ");
@@ -121,6 +114,13 @@ void append_status_line(std::string& out, int status, std::string_view reason) {
 }
 
 }  // namespace
+
+void append_number(std::string& out, unsigned long long n, int base) {
+    char buf[24];
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n, base);
+    (void)ec;  // 24 bytes always hold a 64-bit number
+    out.append(buf, end);
+}
 
 std::vector<std::string> connection_tokens(const HeaderList& headers) {
     std::vector<std::string> tokens;
@@ -271,7 +271,7 @@ std::string_view reason_phrase(int status) {
 // 1xx, 204 and 304 cannot carry content (RFC 9110 §6.4.1), nor a Content-Length for
 // 1xx/204 (§8.6): such responses get neither a body nor the body's fields.
 std::string make_proxy_response(int status, bool close, const HeaderList& extra,
-                                std::string_view body) {
+                                std::string_view body, bool head) {
     const std::string_view reason = reason_phrase(status);
     std::string default_body;
     const bool has_body = !status_has_no_body(status);
@@ -294,10 +294,19 @@ std::string make_proxy_response(int status, bool close, const HeaderList& extra,
         append_number(out, body.size());
         out.append("\r\n");
     }
-    for (const HeaderField& field : extra) append_field(out, field.name, field.value);
-    if (close) append_field(out, "Connection", "close");
+    bool connection_sent = false;
+    for (const HeaderField& field : extra) {
+        if (close && iequals(field.name, "Connection")) {
+            // One Connection field with every option (RFC 9110 §7.6.1): "Upgrade, close".
+            append_field(out, field.name, field.value + ", close");
+            connection_sent = true;
+        } else {
+            append_field(out, field.name, field.value);
+        }
+    }
+    if (close && !connection_sent) append_field(out, "Connection", "close");
     out.append("\r\n");
-    if (has_body) out.append(body);
+    if (has_body && !head) out.append(body);
     return out;
 }
 

@@ -56,18 +56,24 @@ void append_chunk_header(std::string& out, std::size_t size);
 inline constexpr std::string_view kChunkEnd = "\r\n";
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
+// `n` in decimal (or `base`), appended without allocation of its own.
+void append_number(std::string& out, unsigned long long n, int base = 10);
+
 // The standard reason phrase for a status code ("Unknown" when there is none).
 std::string_view reason_phrase(int status);
 
 // A complete small response from the proxy itself:
 //   HTTP/1.1 <status> <reason>\r\n
-//   Content-Type: text/plain; charset=utf-8\r\n   (when there is a body)
+//   Content-Type: text/plain; charset=utf-8\r\n   (when there is a body; a Content-Type in
+//                                                 `extra` replaces it)
 //   Content-Length: <n>\r\n
-//   <extra fields>
-//   Connection: close\r\n                         (when close)
+//   <extra fields>             (a Connection field in `extra` gains ", close" when close)
+//   Connection: close\r\n      (when close and `extra` has no Connection field)
 //   \r\n
-//   <body>        (default body: "<status> <reason>\n")
+//   <body>        (default body: "<status> <reason>\n"; none for 1xx/204/304)
+// `head`: the answer to a HEAD request: the same fields, Content-Length included (RFC 9110
+// §9.3.2, §8.6), and no body.
 std::string make_proxy_response(int status, bool close, const HeaderList& extra = {},
-                                std::string_view body = {});
+                                std::string_view body = {}, bool head = false);
 
 }  // namespace sy

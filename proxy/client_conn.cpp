@@ -721,7 +721,9 @@ void ClientConn::respond_local(int status, bool keep_open, const char* why, cons
     // stands right after its head.
     keep_open = keep_open && req_state_ == ReqState::connecting && http_->req.framing == BodyFraming::none &&
                 http_->req.keep_alive && !worker_.draining() && !client_eof_;
-    out_.write(make_proxy_response(status, !keep_open, fields, body));
+    // No body for HEAD (RFC 9110 §9.3.2); before a head was parsed there is no method.
+    const bool head_request = http_->req.method == "HEAD";
+    out_.write(make_proxy_response(status, !keep_open, fields, body, head_request));
     status_sent_ = status;
     head_sent_ = true;
     answered_locally_ = true;

@@ -107,6 +107,20 @@ UpgradeDecision respond(UpgradeDecision decision, int status, std::string reason
     return decision;
 }
 
+// Every 426 the proxy sends (RFC 9110 §15.5.22: "The server MUST send an Upgrade header
+// field in a 426 response to indicate the required protocol(s)"; §7.8: a sender of Upgrade
+// also sends the "upgrade" connection option). `protocols` is empty only for a require rule
+// whose allow list is just "*", which the config check refuses. `extra` follows
+// (Sec-WebSocket-Version: 13).
+UpgradeDecision upgrade_required(UpgradeDecision decision, const std::vector<std::string>& protocols,
+                                 std::string reason, HeaderList extra = {}) {
+    decision = respond(std::move(decision), 426, std::move(reason));
+    // An empty list cannot be sent as Upgrade; the config check makes it unreachable.
+    if (!protocols.empty()) decision.response_fields = {{"Upgrade", join(protocols)}, {"Connection", "Upgrade"}};
+    for (HeaderField& field : extra) decision.response_fields.push_back(std::move(field));
+    return decision;
+}
+
 // A malformed WebSocket handshake: 400, and the connection closes, so frames the client
 // may have sent optimistically behind the request are never parsed as HTTP.
 UpgradeDecision bad_handshake(UpgradeDecision decision, const std::string& what) {
@@ -136,11 +150,11 @@ UpgradeDecision apply_websocket_profile(UpgradeDecision decision, const MessageH
     if (count_fields(request.headers, "Sec-WebSocket-Version") != 1 ||
         trim_ows(version->value) != "13") {
         // §4.4: answer 426 naming the version we speak; the connection stays usable.
-        decision = respond(std::move(decision), 426,
-                           version == nullptr ? "missing Sec-WebSocket-Version"
-                                              : "unsupported Sec-WebSocket-Version");
+        decision = upgrade_required(std::move(decision), {"websocket"},
+                                    version == nullptr ? "missing Sec-WebSocket-Version"
+                                                       : "unsupported Sec-WebSocket-Version",
+                                    {{"Sec-WebSocket-Version", "13"}});
         decision.outcome = UpgradeOutcome::bad_request;
-        decision.response_fields = {{"Sec-WebSocket-Version", "13"}};
         decision.response_body = "426 Upgrade Required: Sec-WebSocket-Version 13\n";
         return decision;
     }
@@ -221,18 +235,13 @@ UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
     }
 
     if (rule.require) {
-        // RFC 9110 §15.5.22: a 426 names the protocols to switch to in Upgrade. "*" names
-        // no protocol, so it is left out; with nothing left the field is omitted.
+        // "*" names no protocol, so it is left out of the 426's Upgrade.
         std::vector<std::string> names;
         std::copy_if(rule.allow.begin(), rule.allow.end(), std::back_inserter(names),
                      [](const std::string& p) { return p != "*"; });
-        decision = respond(std::move(decision), 426,
-                           upgrade_request ? "upgrade required (offer not allowed)"
-                                           : "upgrade required");
+        decision = upgrade_required(std::move(decision), names,
+                                    upgrade_request ? "upgrade required (offer not allowed)" : "upgrade required");
         decision.outcome = UpgradeOutcome::required;
-        if (!names.empty()) {
-            decision.response_fields = {{"Upgrade", join(names)}, {"Connection", "Upgrade"}};
-        }
         decision.response_body = "426 Upgrade Required\n";
         return decision;
     }

@@ -59,15 +59,16 @@ private:
     HttpParser::AfterHead on_head(MessageHead& head) override {
         std::string_view path = head.target;
         if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-        if (head.method != "GET" && head.method != "HEAD") {
+        const bool is_head = head.method == "HEAD";
+        if (head.method != "GET" && !is_head) {
             answer(make_proxy_response(405, true, {{"Allow", "GET, HEAD"}}));
         } else if (path == "/metrics") {
             std::string body = g_stats.registry.render();
-            answer(make_proxy_response(200, true, {{"Content-Type", "text/plain; version=0.0.4"}}, body));
+            answer(make_proxy_response(200, true, {{"Content-Type", "text/plain; version=0.0.4"}}, body, is_head));
         } else if (path == "/healthz") {
-            answer(make_proxy_response(200, true, {}, "ok\n"));
+            answer(make_proxy_response(200, true, {}, "ok\n", is_head));
         } else {
-            answer(make_proxy_response(404, true));
+            answer(make_proxy_response(404, true, {}, {}, is_head));
         }
         return HttpParser::AfterHead::pause;
     }

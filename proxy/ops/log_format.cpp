@@ -1,6 +1,7 @@
 #include "proxy/ops/log_format.hpp"
 
-#include <cinttypes>
+#include "parser/serialize.hpp"
+
 #include <cstdio>
 #include <ctime>
 
@@ -45,12 +46,6 @@ void append_u00(std::string& out, unsigned char byte) {
     out += "\\u00";
     out += kHex[byte >> 4];
     out += kHex[byte & 0xf];
-}
-
-void append_uint(std::string& out, std::uint64_t v) {
-    char text[24];
-    int n = std::snprintf(text, sizeof text, "%" PRIu64, v);
-    out.append(text, static_cast<std::size_t>(n));
 }
 
 // Milliseconds with microsecond resolution, without trailing zeros ("0.412", "30534.2").
@@ -157,13 +152,13 @@ void append_text_line(std::string& out, const AccessRecord& r, std::string_view 
         out += static_cast<char>('0' + r.http_minor % 10);
     }
     out += "\" ";
-    append_uint(out, static_cast<std::uint64_t>(r.status));
+    append_number(out, static_cast<std::uint64_t>(r.status));
     out += " in=";
-    append_uint(out, r.bytes_in);
+    append_number(out, r.bytes_in);
     out += " out=";
-    append_uint(out, r.bytes_out);
+    append_number(out, r.bytes_out);
     out += ' ';
-    append_uint(out, static_cast<std::uint64_t>(r.tunnel ? r.tunnel_ms : r.request_ms));
+    append_number(out, static_cast<std::uint64_t>(r.tunnel ? r.tunnel_ms : r.request_ms));
     out += "ms route=";
     append_text_field(out, r.route);
     out += " upstream=";
@@ -202,7 +197,7 @@ void append_json_line(std::string& out, const AccessRecord& r, std::string_view 
     if (r.status == 0) {
         out += "null";
     } else {
-        append_uint(out, static_cast<std::uint64_t>(r.status));
+        append_number(out, static_cast<std::uint64_t>(r.status));
     }
     out += ",\"route\":";
     append_json_or_null(out, r.route);
@@ -221,9 +216,9 @@ void append_json_line(std::string& out, const AccessRecord& r, std::string_view 
     out += ",\"protocol\":";
     append_json_or_null(out, r.protocol);
     out += ",\"bytes_in\":";
-    append_uint(out, r.bytes_in);
+    append_number(out, r.bytes_in);
     out += ",\"bytes_out\":";
-    append_uint(out, r.bytes_out);
+    append_number(out, r.bytes_out);
     out += ",\"request_ms\":";
     append_ms(out, r.request_ms);
     out += ",\"tunnel_ms\":";

@@ -1,11 +1,11 @@
 #include "proxy/ops/metrics.hpp"
 
-#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 
 #include <sys/mman.h>
 
+#include "parser/serialize.hpp"
 #include "proxy/log.hpp"
 
 namespace sy {
@@ -14,10 +14,9 @@ namespace {
 
 thread_local unsigned t_writer = 0;
 
-void append_number(std::string& out, std::int64_t v) {
-    char text[24];
-    int n = std::snprintf(text, sizeof text, "%" PRId64, v);
-    out.append(text, static_cast<std::size_t>(n));
+void append_signed(std::string& out, std::int64_t v) {
+    if (v < 0) out += '-';
+    append_number(out, v < 0 ? 0ULL - static_cast<unsigned long long>(v) : static_cast<unsigned long long>(v));
 }
 
 void append_double(std::string& out, double v) {
@@ -150,7 +149,7 @@ void MetricsRegistry::render_series(std::string& out, const Family& family, cons
             out += '}';
         }
         out += ' ';
-        append_number(out, v);
+        append_signed(out, v);
         out += '\n';
     };
     if (family.type != MetricType::histogram) {

@@ -244,6 +244,18 @@ TEST_CASE("make_proxy_response") {
     CHECK(make_proxy_response(426, false, {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}}) ==
           "HTTP/1.1 426 Upgrade Required\r\nContent-Type: text/plain; charset=utf-8\r\n"
           "Content-Length: 21\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n426 Upgrade Required\n");
+    // A 426 on a connection that closes: one Connection field with both options.
+    CHECK(make_proxy_response(426, true, {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}}) ==
+          "HTTP/1.1 426 Upgrade Required\r\nContent-Type: text/plain; charset=utf-8\r\n"
+          "Content-Length: 21\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\r\n426 Upgrade Required\n");
+    // The answer to HEAD: the same head, the length of the body it would have, no body.
+    CHECK(make_proxy_response(404, false, {}, {}, true) ==
+          "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
+          "Content-Length: 14\r\n\r\n");
+    // A caller's Content-Type replaces the default one.
+    CHECK(make_proxy_response(200, true, {{"Content-Type", "text/plain; version=0.0.4"}}, "x\n") ==
+          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain; version=0.0.4\r\n"
+          "Connection: close\r\n\r\nx\n");
     // No content is allowed in 1xx/204/304 (RFC 9110 §6.4.1).
     CHECK(make_proxy_response(204, false) == "HTTP/1.1 204 No Content\r\n\r\n");
 }
