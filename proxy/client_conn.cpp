@@ -290,7 +290,7 @@ void ClientConn::process_input() {
 HttpParser::AfterHead ClientConn::on_head(MessageHead& head) {
     uv_timer_stop(timer_);
     http_->req = std::move(head);
-    exchange_start_ns_ = uv_hrtime();
+    exchange_start_ms_ = worker_.now_ms();
     bytes_out_mark_ = out_.bytes_written();
     set_req_state(ReqState::connecting);
     return HttpParser::AfterHead::pause;  // routing and the upstream come first

@@ -196,8 +196,10 @@ private:
     UpstreamConn* up_ = nullptr;
     BodyFraming to_client_ = BodyFraming::none;
     int status_sent_ = 0;
-    std::uint64_t exchange_start_ns_ = 0;  // uv_hrtime() at the request head
-    std::uint64_t switch_ns_ = 0;          // uv_hrtime() at the switch (tunnels)
+    // Loop times (ms), like nginx's cached clock: no clock read per request.
+    std::uint64_t exchange_start_ms_ = 0;  // the request head
+    std::uint64_t switch_ms_ = 0;          // the switch: a tunnel's duration starts here
+    std::uint32_t request_ms_ = 0;         // a tunnel's request, head to switch (for its log line)
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_mark_ = 0;
 

@@ -2,6 +2,7 @@
 // its tunnel (docs/operations.md). Apart from the connection's state machine, which only
 // calls these at the points where an outcome becomes known.
 #include <algorithm>
+#include <cstdint>
 
 #include "proxy/client_conn.hpp"
 #include "proxy/ops/access_log.hpp"
@@ -11,9 +12,6 @@ namespace sy {
 
 namespace {
 
-double ms_since(std::uint64_t start_ns, std::uint64_t now_ns) {
-    return start_ns == 0 || now_ns < start_ns ? 0.0 : static_cast<double>(now_ns - start_ns) / 1e6;
-}
 
 }  // namespace
 
@@ -65,7 +63,7 @@ void ClientConn::log_exchange(const char* end) {
     r.status = status_sent_;
     r.bytes_in = bytes_in_;
     r.bytes_out = out;
-    r.request_ms = ms_since(exchange_start_ns_, uv_hrtime());
+    r.request_ms = static_cast<double>(worker_.now_ms() - exchange_start_ms_);
     if (route_ != nullptr) r.route = route_->name;
     if (pool_ != nullptr && up_ != nullptr) {
         r.upstream = pool_->config().name;
@@ -80,11 +78,12 @@ void ClientConn::log_exchange(const char* end) {
         r.protocol = offered_protocol();
     }
     r.end = end;
-    log.write(worker_.id(), r, config().access_log.format);
+    log.write(worker_.id(), worker_.now_ms(), r, config().access_log.format);
 }
 
 void ClientConn::count_tunnel_open() {
-    switch_ns_ = uv_hrtime();
+    switch_ms_ = worker_.now_ms();
+    request_ms_ = static_cast<std::uint32_t>(std::min<std::uint64_t>(switch_ms_ - exchange_start_ms_, UINT32_MAX));
     g_stats.add(protocol_stats_->tunnels_active, 1);
     g_stats.add(protocol_stats_->tunnels_total, 1);
     g_stats.add(up_->pool().tunnels_cell(up_->server()), 1);
@@ -92,13 +91,12 @@ void ClientConn::count_tunnel_open() {
 
 void ClientConn::count_tunnel_end(TunnelEnd how) {
     const ProtocolStats& p = *protocol_stats_;
-    const std::uint64_t now = uv_hrtime();
     g_stats.add(p.tunnels_active, -1);
     g_stats.add(up_->pool().tunnels_cell(up_->server()), -1);
     g_stats.add(p.bytes_to_upstream, static_cast<std::int64_t>(tunnel_->bytes_from(Tunnel::kClient)));
     g_stats.add(p.bytes_to_client, static_cast<std::int64_t>(tunnel_->bytes_from(Tunnel::kUpstream)));
     g_stats.add(p.closed + static_cast<MetricCell>(how));
-    g_stats.registry.observe(p.duration, (now - switch_ns_) / 1'000'000);
+    g_stats.registry.observe(p.duration, worker_.now_ms() - switch_ms_);
 }
 
 void ClientConn::tunnel_ended(TunnelEnd how) {
@@ -116,15 +114,15 @@ void ClientConn::tunnel_ended(TunnelEnd how) {
         r.status = 101;
         r.bytes_in = tunnel_->bytes_from(Tunnel::kClient);
         r.bytes_out = tunnel_->bytes_from(Tunnel::kUpstream);
-        r.request_ms = ms_since(exchange_start_ns_, switch_ns_);
-        r.tunnel_ms = ms_since(switch_ns_, uv_hrtime());
+        r.request_ms = request_ms_;
+        r.tunnel_ms = static_cast<double>(worker_.now_ms() - switch_ms_);
         r.route = route_->name;
         r.upstream = up_->pool().config().name;
         r.server = up_->pool().server_name(up_->server());
         r.upgrade = UpgradeOutcome::switched;
         r.protocol = tunnel_->protocol;
         r.end = tunnel_end_name(how);
-        log.write(worker_.id(), r, config().access_log.format);
+        log.write(worker_.id(), worker_.now_ms(), r, config().access_log.format);
     }
     close();
 }

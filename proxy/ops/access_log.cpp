@@ -28,18 +28,6 @@ std::int64_t unix_ms_now() {
     return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
-// The time text changes once a millisecond at most: each thread keeps its last one.
-std::string_view time_text() {
-    thread_local std::int64_t last_ms = -1;
-    thread_local std::string text;
-    std::int64_t now = unix_ms_now();
-    if (now != last_ms) {
-        last_ms = now;
-        text = rfc3339_ms(now);
-    }
-    return text;
-}
-
 std::size_t count_lines(std::string_view data) {
     return static_cast<std::size_t>(std::count(data.begin(), data.end(), '\n'));
 }
@@ -119,20 +107,35 @@ void AccessLog::stop() {
     enabled_.store(false);
 }
 
-void AccessLog::write(unsigned lane_index, const AccessRecord& record, AccessLogFormat format) {
-    thread_local std::string line;
-    line.clear();
-    append_line(line, record, time_text(), format);
+// One clock read per loop second instead of one per line (the loop time is already there).
+std::string_view AccessLog::stamp(Lane& lane, std::uint64_t loop_ms) {
+    if (lane.stamped_ms < 0 || loop_ms - lane.synced_at >= 1000) {
+        lane.synced_at = loop_ms;
+        lane.wall_offset_ms = unix_ms_now() - static_cast<std::int64_t>(loop_ms);
+    }
+    const std::int64_t wall = static_cast<std::int64_t>(loop_ms) + lane.wall_offset_ms;
+    if (wall != lane.stamped_ms) {
+        lane.stamped_ms = wall;
+        lane.stamp = rfc3339_ms(wall);
+    }
+    return lane.stamp;
+}
+
+void AccessLog::write(unsigned lane_index, std::uint64_t loop_ms, const AccessRecord& record, AccessLogFormat format) {
     Lane& lane = *lanes_[lane_index];
+    const std::string_view time = stamp(lane, loop_ms);
+    const std::size_t most = max_line_size(record, time);
     bool wake = false;
     {
         std::lock_guard<std::mutex> lock(lane.mutex);
-        if (lane.pending.size() + line.size() > kLaneLimit) {
+        if (lane.size + most > kLaneLimit) {
             g_stats.add(g_stats.access_log_dropped);
             return;
         }
-        wake = lane.pending.size() < kFlushSoon && lane.pending.size() + line.size() >= kFlushSoon;
-        lane.pending += line;
+        const std::size_t before = lane.size;
+        lane.size = static_cast<std::size_t>(write_line(lane.buffer.get() + before, record, time, format) -
+                                             lane.buffer.get());
+        wake = before < kFlushSoon && lane.size >= kFlushSoon;
     }
     if (wake) {
         {
@@ -146,8 +149,6 @@ void AccessLog::write(unsigned lane_index, const AccessRecord& record, AccessLog
 // The writer thread.
 void AccessLog::run() {
     set_metrics_writer(g_stats.log_writer());
-    std::string batch;
-    std::string taken;
     for (;;) {
         bool stopping = false;
         {
@@ -156,23 +157,22 @@ void AccessLog::run() {
             flush_soon_ = false;
             stopping = stop_;
         }
-        batch.clear();
-        for (auto& lane : lanes_) {
-            {
-                std::lock_guard<std::mutex> lock(lane->mutex);
-                taken.swap(lane->pending);
-            }
-            batch += taken;
-            taken.clear();
-        }
         int fd;
         bool pieces;
         take_sink(&fd, &pieces);  // a reopen asked for while idle happens now
-        if (!batch.empty()) {
+        for (auto& lane : lanes_) {
+            std::size_t size;
+            {
+                std::lock_guard<std::mutex> lock(lane->mutex);
+                lane->buffer.swap(lane->spare);
+                size = lane->size;
+                lane->size = 0;
+            }
+            if (size == 0) continue;
+            const std::string_view lines(lane->spare.get(), size);
             std::size_t written = 0;
-            if (!write_out(batch, &written)) {
-                g_stats.add(g_stats.access_log_dropped,
-                            static_cast<std::int64_t>(count_lines(std::string_view(batch).substr(written))));
+            if (!write_out(lines, &written)) {
+                g_stats.add(g_stats.access_log_dropped, static_cast<std::int64_t>(count_lines(lines.substr(written))));
             }
         }
         if (stopping) return;
@@ -203,7 +203,7 @@ void AccessLog::take_sink(int* fd, bool* pieces) {
     *pieces = pipe_sized_writes_;
 }
 
-bool AccessLog::write_out(const std::string& data, std::size_t* written) {
+bool AccessLog::write_out(std::string_view data, std::size_t* written) {
     const auto give_up_at = std::chrono::steady_clock::now() + kStopGrace;
     while (*written < data.size()) {
         int fd;

@@ -1,7 +1,7 @@
 // The access log's sink: writing a line never blocks a worker (docs/operations.md).
 //
-// Each worker formats its lines into its own lane (a string under a mutex that only the
-// worker and, for an instant, the writer thread take). The writer thread empties the
+// Each worker formats its lines straight into its own lane (a buffer under a mutex that
+// only the worker and, for an instant, the writer thread take). The writer thread empties the
 // lanes every 200 ms (sooner when one passes 64 KiB) and writes to the file without ever
 // waiting on it for long: a file opened by path is non-blocking, and stdout is written in
 // pieces no larger than PIPE_BUF after poll(2) says it can take them. A lane holds at
@@ -13,9 +13,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -47,20 +49,32 @@ public:
 
     // Is there a sink? (A worker skips building a record when not.)
     bool enabled() const { return enabled_.load(std::memory_order_relaxed); }
-    // Worker `lane` appends one line in `format`.
-    void write(unsigned lane, const AccessRecord& record, AccessLogFormat format);
+    // Worker `lane` appends one line in `format`, stamped with the wall-clock time that
+    // its loop time `loop_ms` stands for.
+    void write(unsigned lane, std::uint64_t loop_ms, const AccessRecord& record, AccessLogFormat format);
 
 private:
+    // A worker's lines not written yet: a buffer of kLaneLimit bytes the worker formats
+    // into directly, swapped for the writer thread's empty one at each flush.
     struct alignas(64) Lane {
         std::mutex mutex;
-        std::string pending;
+        std::unique_ptr<char[]> buffer{new char[kLaneLimit]};
+        std::size_t size = 0;
+        std::unique_ptr<char[]> spare{new char[kLaneLimit]};  // the writer thread's
+        // The worker's clock (only it touches these): wall time = loop time + offset, the
+        // offset read again once a loop second, so the log follows clock adjustments.
+        std::uint64_t synced_at = 0;
+        std::int64_t wall_offset_ms = 0;
+        std::int64_t stamped_ms = -1;
+        std::string stamp;  // rfc3339_ms(stamped_ms)
     };
+    static std::string_view stamp(Lane& lane, std::uint64_t loop_ms);
 
     static int open_path(const std::string& path, std::string* error);
     void run();
     // Writes `data` to the sink; false when it had to give up (stopping and past the
     // deadline), leaving `*written` at what went out.
-    bool write_out(const std::string& data, std::size_t* written);
+    bool write_out(std::string_view data, std::size_t* written);
     void close_fd();
     void take_sink(int* fd, bool* pieces);
 

@@ -2,6 +2,7 @@
 // Pure functions: no I/O, no clock.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -11,6 +12,9 @@
 
 namespace sy {
 
+// `client`, `route`, `server` and `end` are written as they are: the proxy made them (an
+// IP address, an end word) or validated them (route names, configured addresses never hold
+// a quote, a backslash or a control character). Everything else is escaped.
 struct AccessRecord {
     bool tunnel = false;             // event: "tunnel" (a tunnel ended) or "exchange"
     std::string_view client;         // client IP
@@ -34,10 +38,16 @@ struct AccessRecord {
 // "2026-12-06T04:46:00.123Z" for milliseconds since the Unix epoch.
 std::string rfc3339_ms(std::int64_t unix_ms);
 
-// One line each, '\n' included, appended to `out`. `time` is rfc3339_ms's text.
+// The most bytes one line of `record` can take, in either format.
+std::size_t max_line_size(const AccessRecord& record, std::string_view time);
+// Writes one line ('\n' included) at `out`, which has room for max_line_size bytes;
+// returns the end of what was written. `time` is rfc3339_ms's text.
+char* write_line(char* out, const AccessRecord& record, std::string_view time, AccessLogFormat format);
+
+// The same, appended to a string.
+void append_line(std::string& out, const AccessRecord& record, std::string_view time, AccessLogFormat format);
 void append_text_line(std::string& out, const AccessRecord& record, std::string_view time);
 void append_json_line(std::string& out, const AccessRecord& record, std::string_view time);
-void append_line(std::string& out, const AccessRecord& record, std::string_view time, AccessLogFormat format);
 
 // A JSON string literal (quotes included) for arbitrary bytes: valid UTF-8 passes as is,
 // `"` `\` and control characters are escaped, and every byte that is not part of valid
