@@ -107,6 +107,15 @@ void ClientConn::accept(uv_stream_t* server) {
     update_reading();
 }
 
+void ClientConn::take_current_config() {
+    const GenerationPtr& current = worker_.current();
+    if (gen_ == current) return;
+    gen_ = current;
+    // Limits for the heads to come; nothing else of the connection depends on the config.
+    http_->req_parser.set_limits(parser_limits(gen_->config()));
+    http_->resp_parser.set_limits(response_limits(gen_->config()));
+}
+
 // ---------------------------------------------------------------------------------------
 // Transitions
 

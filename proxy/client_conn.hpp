@@ -142,6 +142,8 @@ private:
     // The protocol the metrics and the log name for this exchange's upgrade: the first
     // forwarded one, else the first offered one, else none.
     std::string_view offered_protocol() const;
+    // The current exchange's route series ("no route" before or without a match).
+    const RouteStats& route_stats() const;
     void count_tunnel_open();
     void count_tunnel_end(TunnelEnd how);
     // The configuration this connection's current exchange runs under; a new exchange

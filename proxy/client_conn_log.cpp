@@ -1,7 +1,6 @@
 // ClientConn's accounting: the access-log lines and the metrics of its exchanges and of
 // its tunnel (docs/operations.md). Apart from the connection's state machine, which only
 // calls these at the points where an outcome becomes known.
-#include <algorithm>
 #include <cstdint>
 
 #include "proxy/client_conn.hpp"
@@ -10,34 +9,19 @@
 
 namespace sy {
 
-namespace {
-
-
-}  // namespace
-
-void ClientConn::take_current_config() {
-    const GenerationPtr& current = worker_.current();
-    if (gen_ == current) return;
-    gen_ = current;
-    if (http_ != nullptr) {
-        // Limits for the heads to come; the body framing of this connection is unaffected.
-        const Config& c = gen_->config();
-        http_->req_parser.set_limits({c.limits.max_header_bytes, c.limits.max_headers});
-        http_->resp_parser.set_limits({std::max<std::size_t>(c.limits.max_header_bytes, 64 * 1024),
-                                       std::max<std::size_t>(c.limits.max_headers, 200)});
-    }
-}
-
 std::string_view ClientConn::offered_protocol() const {
     const UpgradeDecision& d = http_->decision;
     const std::vector<std::string>& named = d.kind == UpgradeDecision::Kind::forward ? d.forwarded : d.offer;
     return named.empty() ? std::string_view() : std::string_view(named.front());
 }
 
+const RouteStats& ClientConn::route_stats() const {
+    return route_stats_ != nullptr ? *route_stats_ : gen_->snapshot->stats.no_route;
+}
+
 void ClientConn::count_upgrade(UpgradeOutcome outcome, std::string_view protocol) {
-    const RouteStats& route = route_stats_ != nullptr ? *route_stats_ : gen_->snapshot->stats.no_route;
     outcome_ = outcome;
-    protocol_stats_ = &route.protocol(protocol);
+    protocol_stats_ = &route_stats().protocol(protocol);
     g_stats.add(protocol_stats_->upgrades + static_cast<MetricCell>(outcome));
 }
 
@@ -50,8 +34,7 @@ std::uint64_t ClientConn::log_bytes_to_clients() {
 
 void ClientConn::log_exchange(const char* end) {
     std::uint64_t out = log_bytes_to_clients();
-    const RouteStats& route = route_stats_ != nullptr ? *route_stats_ : gen_->snapshot->stats.no_route;
-    count_request(route, status_sent_);
+    count_request(route_stats(), status_sent_);
     AccessLog& log = worker_.access_log();
     if (!log.enabled()) return;
     AccessRecord r;
