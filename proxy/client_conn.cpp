@@ -602,9 +602,8 @@ HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
     opts.via = config().forwarding.via;
     http_->scratch.clear();
     append_client_response_head(http_->scratch, http_->resp, opts, extra);
+    note_status_sent(http_->resp.status);
     out_.write(http_->scratch);
-    head_sent_ = true;
-    status_sent_ = http_->resp.status;
     set_res_state(ResState::body);
     return HttpParser::AfterHead::proceed;
 }
@@ -732,10 +731,9 @@ void ClientConn::respond_local(int status, bool keep_open, const char* why, cons
                 http_->req.keep_alive && !worker_.draining() && !client_eof_;
     // No body for HEAD (RFC 9110 §9.3.2); before a head was parsed there is no method.
     const bool head_request = http_->req.method == "HEAD";
-    out_.write(make_proxy_response(status, !keep_open, fields, body, head_request));
-    status_sent_ = status;
-    head_sent_ = true;
+    note_status_sent(status);
     answered_locally_ = true;
+    out_.write(make_proxy_response(status, !keep_open, fields, body, head_request));
     if (!keep_open) {
         log_exchange("proxy");
         close_after_flush();
@@ -861,9 +859,12 @@ void ClientConn::start_tunnel() {
     opts.via = config.forwarding.via;
     http_->scratch.clear();
     append_client_response_head(http_->scratch, http_->resp, opts, {{"Upgrade", protocols}, {"Connection", "Upgrade"}});
+    // Counted before the 101 can reach the client, so a client that sees it also sees it
+    // in the metrics.
+    count_upgrade(UpgradeOutcome::switched, protocols);
+    note_status_sent(101);
+    count_tunnel_open();
     out_.write(http_->scratch);
-    status_sent_ = 101;
-    head_sent_ = true;
 
     set_req_state(ReqState::tunnel);
     set_res_state(ResState::tunnel);
@@ -875,8 +876,6 @@ void ClientConn::start_tunnel() {
     tunnel_->client = http_->client_ip;
     tunnel_->method = http_->req.method;
     tunnel_->target = http_->req.target;
-    count_upgrade(UpgradeOutcome::switched, tunnel_->protocol);
-    count_tunnel_open();
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
     std::string_view held = unparsed();

@@ -138,6 +138,9 @@ private:
     // upgrade outcome as it becomes known; a tunnel's open and end.
     void log_exchange(const char* end);
     std::uint64_t log_bytes_to_clients();
+    // A final (or 101) response head goes to the client now: counted in requests_total
+    // before its bytes can arrive, so the metrics never lag what a client saw.
+    void note_status_sent(int status);
     void count_upgrade(UpgradeOutcome outcome, std::string_view protocol);
     // The protocol the metrics and the log name for this exchange's upgrade: the first
     // forwarded one, else the first offered one, else none.

@@ -19,6 +19,12 @@ const RouteStats& ClientConn::route_stats() const {
     return route_stats_ != nullptr ? *route_stats_ : gen_->snapshot->stats.no_route;
 }
 
+void ClientConn::note_status_sent(int status) {
+    status_sent_ = status;
+    head_sent_ = true;
+    count_request(route_stats(), status);
+}
+
 void ClientConn::count_upgrade(UpgradeOutcome outcome, std::string_view protocol) {
     outcome_ = outcome;
     protocol_stats_ = &route_stats().protocol(protocol);
@@ -34,7 +40,6 @@ std::uint64_t ClientConn::log_bytes_to_clients() {
 
 void ClientConn::log_exchange(const char* end) {
     std::uint64_t out = log_bytes_to_clients();
-    count_request(route_stats(), status_sent_);
     AccessLog& log = worker_.access_log();
     if (!log.enabled()) return;
     AccessRecord r;

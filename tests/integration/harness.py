@@ -256,21 +256,24 @@ class Proxy:
 
     def wait_metric(self, name, value, timeout=5.0):
         """Waits until metric `name` equals `value`; fails with the last value seen."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            last = self.metric(name)
-            if last == value:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"metric {name} is {last}, expected {value} "
-                                     f"(waited {timeout}s)")
-            time.sleep(0.05)
+        wait_value(lambda: self.metric(name), value, timeout, f"metric {name}")
 
     def assert_idle(self):
         """End-of-test check (every test ends idle): no client connection is left open
         (admin connections are not client connections)."""
         self.wait_metric("switchyard_connections_active", 0)
+
+
+def wait_value(fetch, value, timeout, what):
+    """Polls fetch() until it returns `value`; fails with the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = fetch()
+        if last == value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} is {last}, expected {value} (waited {timeout}s)")
+        time.sleep(0.05)
 
 
 class DemoBackend:
@@ -770,15 +773,8 @@ def metric_sum(metrics, name, **labels):
 
 def wait_metric_sum(proxy, name, value, timeout=5.0, **labels):
     """Waits until metric_sum(proxy.metrics(), name, **labels) == value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = metric_sum(proxy.metrics(), name, **labels)
-        if last == value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"metric {name}{labels} is {last}, expected {value} "
-                                 f"(waited {timeout}s)")
-        time.sleep(0.05)
+    wait_value(lambda: metric_sum(proxy.metrics(), name, **labels), value, timeout,
+               f"metric {name}{labels}")
 
 
 def free_low_port():
