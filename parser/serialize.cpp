@@ -143,8 +143,14 @@ void append_upstream_request_head(std::string& out, const MessageHead& req,
                                   bool connection_close) {
     out.append(req.method);
     out.push_back(' ');
-    out.append(req.target);
+    out.append(fwd.target.empty() ? std::string_view(req.target) : fwd.target);
     out.append(" HTTP/1.1\r\n");
+    const bool replace_host = !fwd.host.empty();
+    if (replace_host && std::none_of(req.headers.begin(), req.headers.end(), [](const HeaderField& f) {
+            return field_named(f, FieldId::host, "Host");
+        })) {
+        append_field(out, "Host", fwd.host);
+    }
 
     const HopByHop hop_by_hop(req.headers);
     const bool add_xff = fwd.x_forwarded_for && !fwd.client_address.empty();
@@ -158,7 +164,9 @@ void append_upstream_request_head(std::string& out, const MessageHead& req,
         const HeaderField& field = req.headers[i];
         if (hop_by_hop(field)) continue;
         if (fwd.x_forwarded_proto && field_named(field, FieldId::x_forwarded_proto, "X-Forwarded-Proto")) continue;
-        if (i == last_xff) {
+        if (replace_host && field_named(field, FieldId::host, "Host")) {
+            append_field(out, field.name, fwd.host);
+        } else if (i == last_xff) {
             append_field_with_element(out, field, fwd.client_address);
         } else if (i == last_via) {
             append_field_with_element(out, field, kViaToken);

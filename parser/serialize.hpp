@@ -26,6 +26,13 @@ struct ForwardingOptions {
     bool via = false;                // append "1.1 switchyard" to the last Via, or add it
     std::string_view client_address; // textual IP, no port
     std::string_view proto = "http";
+    // The request-target to send instead of the received one (an absolute-form target goes
+    // on in origin-form, RFC 9112 §3.2.2); empty: as received.
+    std::string_view target;
+    // The Host value to send (RFC 9112 §3.2.2: an absolute-form target's authority replaces
+    // the received Host; an HTTP/1.0 request without Host gains one); empty: as received.
+    // Replaces the received field in place, or goes first when there is none.
+    std::string_view host;
 };
 
 // Appends the head of the request as it goes upstream: "METHOD target HTTP/1.1", the

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "parser/request_target.hpp"
 #include "parser/serialize.hpp"
 #include "parser/tokens.hpp"
 #include "proxy/ops/access_log.hpp"
@@ -340,13 +341,30 @@ void ClientConn::start_exchange() {
         respond_local(405, false, "CONNECT", {{"Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"}});
         return;
     }
+    // Which host the request addresses must be unambiguous (RFC 9112 §3.2, RFC 9110 §7.2):
+    // a target of RFC 3986 bytes in a form that fits the method, a valid Host value.
+    const RequestTarget checked = parse_request_target(http_->req.method, http_->req.target);
+    if (!checked.ok) {
+        respond_local(400, false, checked.reason);
+        return;
+    }
+    const HeaderField* host_field = find_field(http_->req.headers, "host");
+    if (host_field != nullptr && !parse_host_port(host_field->value).ok) {
+        respond_local(400, false, "invalid Host");
+        return;
+    }
+    http_->forward_target = checked.forward_target;
     TargetParts target = split_target(http_->req.target);
     RouteRequest route_request;
-    route_request.host = target.host;  // absolute-form wins (RFC 9112 §3.2.2)
-    if (route_request.host.empty()) {
-        if (const HeaderField* host = find_field(http_->req.headers, "host")) route_request.host = host->value;
+    if (checked.form == TargetForm::absolute) {
+        // The target's authority is the host; it also replaces the Host field upstream.
+        route_request.host = checked.authority;
+        http_->forward_host = std::string(checked.authority);
+    } else if (host_field != nullptr) {
+        route_request.host = host_field->value;
     }
-    route_request.path = target.path;
+    // OPTIONS * asks about the server as a whole: routed as its root.
+    route_request.path = checked.form == TargetForm::asterisk ? std::string_view("/") : target.path;
     if (is_upgrade_request(http_->req)) {
         route_request.offer = collect_list(http_->req.headers, "upgrade");
     }
@@ -405,6 +423,13 @@ void ClientConn::on_upstream_ready() {
     fwd.x_forwarded_proto = config.forwarding.x_forwarded_proto;
     fwd.via = config.forwarding.via;
     fwd.client_address = http_->client_ip;
+    fwd.target = http_->forward_target;
+    fwd.host = http_->forward_host;
+    if (fwd.host.empty() && find_field(http_->req.headers, "host") == nullptr) {
+        // An HTTP/1.0 request without Host goes on as HTTP/1.1, which must have one: the
+        // server's address (RFC 9112 §3.2).
+        fwd.host = pool_->server_name(up_->server());
+    }
     // Corked until the bytes already read are parsed (end of process_input): a request
     // found malformed there sends the upstream nothing, and head and body leave together.
     up_->writer().cork();
@@ -679,6 +704,8 @@ void ClientConn::finish_exchange() {
     set_req_state(ReqState::idle);
     route_ = nullptr;
     route_stats_ = nullptr;
+    http_->forward_target.clear();
+    http_->forward_host.clear();
     outcome_ = UpgradeOutcome::none;
     protocol_stats_ = nullptr;
     pool_ = nullptr;

@@ -175,6 +175,8 @@ private:
         SwitchVerdict verdict;   // the accepted 101's, while switching
         std::string up_held;     // upstream bytes that came after the 101 head
         std::vector<bool> tried;  // servers tried for this request
+        std::string forward_target;  // absolute-form: the origin-form to send; empty: as received
+        std::string forward_host;    // absolute-form: its authority, the Host to send
         std::string client_ip;
     };
 
