@@ -37,6 +37,7 @@ int error_status(ParseError e) {
         case ParseError::none: return 200;
         case ParseError::header_too_large:
         case ParseError::too_many_headers: return 431;
+        case ParseError::version: return 505;
         case ParseError::bad_message:
         case ParseError::h2_preface:
         case ParseError::unexpected_eof: return 400;
@@ -177,6 +178,11 @@ struct HttpParser::Callbacks {
         } else {
             if (head.method.empty()) {
                 head.method = llhttp_method_name(static_cast<llhttp_method_t>(p.method));
+            }
+            // RFC 9110 §15.6.6: an HTTP/1.1 server answers another major version with 505
+            // (the h2 preface was caught before this).
+            if (p.http_major != 1) {
+                return refuse(s, ParseError::version, "HTTP major version not supported");
             }
             // RFC 9112 §6.3 rule 4; llhttp would refuse it only after this callback.
             if ((p.flags & F_TRANSFER_ENCODING) && !(p.flags & F_CHUNKED)) {

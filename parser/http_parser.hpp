@@ -18,6 +18,7 @@ enum class ParseError {
     header_too_large,  // head over limits.max_header_bytes: 431
     too_many_headers,  // over limits.max_headers field lines: 431
     h2_preface,        // "PRI * HTTP/2.0": an h2 prior-knowledge preface; never forwarded
+    version,           // a request in a major version other than 1 ("GET / HTTP/2.0"): 505
     unexpected_eof,    // the peer closed in the middle of a message
 };
 

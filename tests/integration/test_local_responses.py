@@ -1,6 +1,6 @@
 """Every response the proxy generates itself, byte for byte, and what the connection does
 next (RFC 9110/9112 MUST-level fields): 400, 403, 404, 405, 408, 426 (both causes), 431,
-502, 504, and the proxy's answers to HEAD.
+505, 502, 504, and the proxy's answers to HEAD.
 
 - A 426 always carries `Upgrade` naming the protocol(s) and `Connection: Upgrade`
   (RFC 9110 §15.5.22, §7.8).
@@ -105,6 +105,10 @@ class LocalResponses(unittest.TestCase):
                         px, b"GET /next HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000 + b"\r\n\r\n",
                         head(b"431 Request Header Fields Too Large",
                              b"431 Request Header Fields Too Large\n", close=True))
+                with self.subTest("505: a request line in HTTP/2.0 (not the h2 preface)"):
+                    self.assert_closed_after(px, b"GET /next HTTP/2.0\r\nHost: x\r\n\r\n",
+                                             head(b"505 HTTP Version Not Supported",
+                                                  b"505 HTTP Version Not Supported\n", close=True))
                 with self.subTest("502: upstream refuses"):
                     self.assert_closed_after(px, b"GET /dead HTTP/1.1\r\nHost: x\r\n\r\n",
                                              head(b"502 Bad Gateway", b"502 Bad Gateway\n", close=True))

@@ -241,6 +241,8 @@ TEST_CASE("rejections") {
         {"chunk data followed by LF only", Kind::request,
          req + "Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\n0\r\n\r\n", bad},
         {"h2 preface", Kind::request, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", ParseError::h2_preface},
+        // RFC 9110 §15.6.6: another major version is 505, not forwarded as HTTP/1.1.
+        {"HTTP/2.0 request line", Kind::request, "GET / HTTP/2.0\r\nHost: h\r\n\r\n", ParseError::version},
     };
     for (const RejectCase& c : cases) {
         const std::string what = c.what;
@@ -283,6 +285,7 @@ TEST_CASE("error_status") {
     CHECK(error_status(ParseError::header_too_large) == 431);
     CHECK(error_status(ParseError::too_many_headers) == 431);
     CHECK(error_status(ParseError::h2_preface) == 400);
+    CHECK(error_status(ParseError::version) == 505);
 }
 
 namespace {
