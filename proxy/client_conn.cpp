@@ -343,7 +343,7 @@ void ClientConn::start_exchange() {
     }
     // Which host the request addresses must be unambiguous (RFC 9112 §3.2, RFC 9110 §7.2):
     // a target of RFC 3986 bytes in a form that fits the method, a valid Host value.
-    const RequestTarget checked = parse_request_target(http_->req.method, http_->req.target);
+    RequestTarget checked = parse_request_target(http_->req.method, http_->req.target);
     if (!checked.ok) {
         respond_local(400, false, checked.reason);
         return;
@@ -353,8 +353,7 @@ void ClientConn::start_exchange() {
         respond_local(400, false, "invalid Host");
         return;
     }
-    http_->forward_target = checked.forward_target;
-    TargetParts target = split_target(http_->req.target);
+    http_->forward_target = std::move(checked.forward_target);
     RouteRequest route_request;
     if (checked.form == TargetForm::absolute) {
         // The target's authority is the host; it also replaces the Host field upstream.
@@ -363,8 +362,12 @@ void ClientConn::start_exchange() {
     } else if (host_field != nullptr) {
         route_request.host = host_field->value;
     }
-    // OPTIONS * asks about the server as a whole: routed as its root.
-    route_request.path = checked.form == TargetForm::asterisk ? std::string_view("/") : target.path;
+    // The path comes from the target already checked (an absolute-form one's origin-form,
+    // so its authority is parsed once). OPTIONS * asks about the server as a whole: routed
+    // as its root.
+    const std::string_view origin =
+        checked.form == TargetForm::absolute ? std::string_view(http_->forward_target) : http_->req.target;
+    route_request.path = checked.form == TargetForm::asterisk ? std::string_view("/") : split_target(origin).path;
     if (is_upgrade_request(http_->req)) {
         route_request.offer = collect_list(http_->req.headers, "upgrade");
     }

@@ -53,12 +53,8 @@ void ClientConn::log_exchange(const char* end) {
     r.bytes_out = out;
     r.request_ms = static_cast<double>(worker_.now_ms() - exchange_start_ms_);
     if (route_ != nullptr) r.route = route_->name;
-    if (pool_ != nullptr && up_ != nullptr) {
-        r.upstream = pool_->config().name;
-        r.server = pool_->server_name(up_->server());
-    } else if (pool_ != nullptr) {
-        r.upstream = pool_->config().name;
-    }
+    if (pool_ != nullptr) r.upstream = pool_->config().name;
+    if (pool_ != nullptr && up_ != nullptr) r.server = pool_->server_name(up_->server());
     r.upgrade = outcome_;
     if (outcome_ == UpgradeOutcome::switched) {
         r.protocol = tunnel_->protocol;

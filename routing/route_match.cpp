@@ -71,7 +71,8 @@ TargetParts split_target(std::string_view target) {
     const auto authority_end = std::min(rest.find_first_of("/?#"), rest.size());
     std::string_view authority = rest.substr(0, authority_end);
     if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
-        authority.remove_prefix(at + 1);  // userinfo (RFC 9110 §4.2.4 forbids it; ignore it)
+        authority.remove_prefix(at + 1);  // userinfo: the proxy refuses it before routing
+                                          // (parser/request_target.hpp); here it is skipped
     }
     return {authority, path_without_query(rest.substr(authority_end))};
 }

@@ -94,10 +94,11 @@ void AccessLog::close_fd() {
 void AccessLog::stop() {
     if (!thread_.joinable()) return;
     {
+        // Set under the mutex so that the writer cannot miss the wake-up between its check
+        // and its wait.
         std::lock_guard<std::mutex> lock(mutex_);
-        stop_ = true;
+        stopping_.store(true);
     }
-    stopping_.store(true);
     wake_.notify_one();
     thread_.join();
     std::lock_guard<std::mutex> lock(mutex_);
@@ -153,9 +154,9 @@ void AccessLog::run() {
         bool stopping = false;
         {
             std::unique_lock<std::mutex> lock(mutex_);
-            wake_.wait_for(lock, kFlushPeriod, [this] { return stop_ || reopen_ || flush_soon_; });
+            wake_.wait_for(lock, kFlushPeriod, [this] { return stopping_.load() || reopen_ || flush_soon_; });
             flush_soon_ = false;
-            stopping = stop_;
+            stopping = stopping_.load();
         }
         int fd;
         bool pieces;

@@ -88,10 +88,9 @@ private:
     std::vector<int> retired_;  // replaced descriptors, closed by the writer thread
     bool pipe_sized_writes_ = false;  // stdout: blocking descriptor, poll before each piece
     bool reopen_ = false;
-    bool stop_ = false;
     bool flush_soon_ = false;
     std::atomic<bool> enabled_{false};
-    std::atomic<bool> stopping_{false};
+    std::atomic<bool> stopping_{false};  // stop(): flush what is buffered and end (read lock-free by write_out)
 };
 
 }  // namespace sy

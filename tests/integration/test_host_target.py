@@ -84,6 +84,17 @@ class HostAndTarget(unittest.TestCase):
                     self.assertEqual(len(be.all_received()), before)
             px.assert_idle()
 
+    def test_absolute_form_is_routed_by_its_path(self):
+        routes = [{"match": {"path_prefix": "/api"}, "upstream": "app"}]
+        with backend() as be, Proxy(make_config([be.address], routes=routes)) as px:
+            self.forwarded(px, be, b"GET http://example.com/api/v?q=/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                           b"GET /api/v?q=/x HTTP/1.1\r\nHost: example.com\r\n" + FWD + b"\r\n")
+            # The query is not part of the path, nor is the authority.
+            for target in (b"http://example.com/other?/api", b"http://api.example.com/other"):
+                with self.subTest(target=target), Client(px.port) as c:
+                    self.assertEqual(c.request(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n").status, 404)
+            px.assert_idle()
+
     def test_http10_without_host_gains_one_and_options_star_passes(self):
         with backend() as be, Proxy(make_config([be.address])) as px:
             self.forwarded(px, be, b"GET /old HTTP/1.0\r\n\r\n",
