@@ -11,6 +11,7 @@
 
 #include <cstring>
 
+#include "parser/chunk_line.hpp"
 #include "parser/tokens.hpp"
 
 namespace sy {
@@ -87,6 +88,10 @@ struct HttpParser::Callbacks {
         s.framing_ = BodyFraming::none;
         s.upgrade_by_pause_ = false;
         s.chunk_crlf_left_ = 0;
+        s.chunk_line_next_ = false;
+        s.internal_pause_ = false;
+        s.last_chunk_ = false;
+        s.chunk_line_buf_.clear();
         s.finished_ = false;
         return 0;
     }
@@ -206,6 +211,12 @@ struct HttpParser::Callbacks {
         head.upgrade = p.upgrade != 0 || (response && head.status == 101);
 
         const AfterHead after = s.handler_.on_head(head);
+        if (head.framing == BodyFraming::chunked) {
+            // Stop llhttp before the first chunk-size line: the wrapper reads it.
+            s.chunk_line_next_ = true;
+            s.internal_pause_ = after != AfterHead::pause;
+            return HPE_PAUSED;
+        }
         return after == AfterHead::pause ? HPE_PAUSED : 0;
     }
 
@@ -226,7 +237,10 @@ struct HttpParser::Callbacks {
         if (s.chunk_crlf_left_ != 0) {
             return refuse(s, ParseError::bad_message, "chunk data not followed by CRLF");
         }
-        return 0;
+        if (s.last_chunk_) return 0;  // the message ends here (after any trailers)
+        s.chunk_line_next_ = true;
+        s.internal_pause_ = true;
+        return HPE_PAUSED;
     }
 
     static int message_complete(HttpParser& s) {
@@ -275,6 +289,10 @@ HttpParser::HttpParser(Kind kind, Handler& handler, Limits limits)
 void HttpParser::start_llhttp() {
     llhttp_init(&parser_, kind_ == Kind::request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
     parser_.data = this;
+    // RFC 9110 §2.5: a request in a higher minor version of HTTP/1 is handled as 1.1;
+    // strict llhttp refuses anything but 1.0 and 1.1. The major version is checked in
+    // on_headers_complete (505).
+    if (kind_ == Kind::request) parser_.lenient_flags |= LENIENT_VERSION;
 }
 
 void HttpParser::restart_head_scan() {
@@ -363,37 +381,80 @@ HttpParser::Result HttpParser::feed(const char* data, std::size_t len) {
             break;
     }
 
-    feed_end_ = data + len;
-    if (chunk_crlf_left_ > 0 && !check_chunk_crlf(data)) {
-        return fail(ParseError::bad_message, "chunk data not followed by CRLF", 0);
-    }
+    std::size_t off = 0;
+    while (true) {
+        if (chunk_line_next_) {
+            const LineStep step = take_chunk_line(data + off, len - off);
+            if (step.error != nullptr) return fail(ParseError::bad_message, step.error, off + step.used);
+            off += step.used;
+            if (!step.done) return Result{Status::need_more, len};
+        }
 
-    std::size_t limit = len;
-    scan_error_ = ParseError::none;
-    if (scanning_head_) limit = scan_head(data, len);
+        feed_end_ = data + len;
+        if (chunk_crlf_left_ > 0 && !check_chunk_crlf(data + off)) {
+            return fail(ParseError::bad_message, "chunk data not followed by CRLF", off);
+        }
 
-    pending_error_ = ParseError::none;
-    const llhttp_errno_t err = llhttp_execute(&parser_, data, limit);
-    const char* pos = llhttp_get_error_pos(&parser_);
-    const std::size_t at =
-        (pos != nullptr && pos >= data && pos <= data + len) ? static_cast<std::size_t>(pos - data)
-                                                             : 0;
-    switch (err) {
-        case HPE_OK:
-            if (limit < len && scan_error_ != ParseError::none) {
-                return fail(scan_error_, scan_reason_, limit);
-            }
-            return Result{Status::need_more, len};
-        case HPE_PAUSED:
-            return Result{upgrade_by_pause_ ? Status::upgrade : Status::paused, at};
-        case HPE_PAUSED_UPGRADE:
-            return Result{Status::upgrade, at};
-        case HPE_PAUSED_H2_UPGRADE:
-            return fail(ParseError::h2_preface, "HTTP/2 connection preface", at);
-        default:
-            if (pending_error_ != ParseError::none) return fail(pending_error_, pending_reason_, at);
-            return fail(ParseError::bad_message, llhttp_get_error_reason(&parser_), at);
+        std::size_t limit = len;
+        scan_error_ = ParseError::none;
+        if (scanning_head_) limit = off + scan_head(data + off, len - off);
+
+        pending_error_ = ParseError::none;
+        const llhttp_errno_t err = llhttp_execute(&parser_, data + off, limit - off);
+        const char* pos = llhttp_get_error_pos(&parser_);
+        const std::size_t at = (pos != nullptr && pos >= data && pos <= data + len)
+                                   ? static_cast<std::size_t>(pos - data)
+                                   : off;
+        switch (err) {
+            case HPE_OK:
+                if (limit < len && scan_error_ != ParseError::none) {
+                    return fail(scan_error_, scan_reason_, limit);
+                }
+                return Result{Status::need_more, len};
+            case HPE_PAUSED:
+                if (internal_pause_) {  // a chunk-size line begins at `at`
+                    internal_pause_ = false;
+                    llhttp_resume(&parser_);
+                    off = at;
+                    continue;
+                }
+                return Result{upgrade_by_pause_ ? Status::upgrade : Status::paused, at};
+            case HPE_PAUSED_UPGRADE:
+                return Result{Status::upgrade, at};
+            case HPE_PAUSED_H2_UPGRADE:
+                return fail(ParseError::h2_preface, "HTTP/2 connection preface", at);
+            default:
+                if (pending_error_ != ParseError::none) return fail(pending_error_, pending_reason_, at);
+                return fail(ParseError::bad_message, llhttp_get_error_reason(&parser_), at);
+        }
     }
+}
+
+HttpParser::LineStep HttpParser::take_chunk_line(const char* data, std::size_t len) {
+    const void* nl = std::memchr(data, '\n', len);
+    const std::size_t take = nl != nullptr ? static_cast<std::size_t>(static_cast<const char*>(nl) - data) + 1 : len;
+    if (chunk_line_buf_.size() + take > kMaxChunkLine) {
+        return LineStep{take, false, "chunk size line too long"};
+    }
+    chunk_line_buf_.append(data, take);
+    if (nl == nullptr) return LineStep{take, false, nullptr};
+
+    std::string_view line(chunk_line_buf_);
+    line.remove_suffix(1);  // LF
+    if (line.empty() || line.back() != '\r') return LineStep{take, false, "chunk size line not ended by CRLF"};
+    line.remove_suffix(1);
+    const ChunkLine parsed = parse_chunk_line(line);
+    chunk_line_buf_.clear();
+    if (!parsed.ok) return LineStep{take, false, parsed.reason};
+
+    chunk_line_next_ = false;
+    last_chunk_ = parsed.size == 0;
+    char canonical[24];
+    const std::size_t n = format_chunk_line(parsed.size, canonical);
+    feed_end_ = canonical + n;
+    const llhttp_errno_t err = llhttp_execute(&parser_, canonical, n);
+    if (err != HPE_OK) return LineStep{take, false, llhttp_get_error_reason(&parser_)};
+    return LineStep{take, true, nullptr};
 }
 
 void HttpParser::resume() {
@@ -464,6 +525,10 @@ void HttpParser::reset() {
     finished_ = false;
     chunk_crlf_left_ = 0;
     feed_end_ = nullptr;
+    chunk_line_next_ = false;
+    internal_pause_ = false;
+    last_chunk_ = false;
+    chunk_line_buf_.clear();
     dead_ = false;
     error_ = ParseError::none;
     error_reason_ = "";

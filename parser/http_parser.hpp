@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 #include <llhttp.h>
@@ -102,6 +103,14 @@ private:
     void restart_head_scan();
     // Checks the CRLF after chunk data from `p` up to feed_end_; false on a mismatch.
     bool check_chunk_crlf(const char* p);
+    // Reads a chunk-size line from data[0..len) into chunk_line_buf_; when it is complete
+    // (a false `done` otherwise), checks it and gives llhttp its canonical form.
+    struct LineStep {
+        std::size_t used = 0;
+        bool done = false;
+        const char* error = nullptr;
+    };
+    LineStep take_chunk_line(const char* data, std::size_t len);
     void start_llhttp();
     Result fail(ParseError error, const char* reason, std::size_t consumed);
 
@@ -136,6 +145,13 @@ private:
     // Chunk data must be followed by CRLF; llhttp 8.1 skips any two bytes there.
     std::size_t chunk_crlf_left_ = 0;
     const char* feed_end_ = nullptr;
+
+    // Chunk-size lines are read by the wrapper (parser/chunk_line.hpp): llhttp is paused
+    // where one begins and fed the canonical line once it is complete.
+    bool chunk_line_next_ = false;   // the next body byte begins a chunk-size line
+    bool internal_pause_ = false;    // llhttp paused for the wrapper, not for the handler
+    bool last_chunk_ = false;        // the size-0 chunk was read: trailers follow
+    std::string chunk_line_buf_;
 
     bool dead_ = false;
     ParseError error_ = ParseError::none;

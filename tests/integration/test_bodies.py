@@ -65,6 +65,31 @@ class RequestBodies(unittest.TestCase):
             self.assertEqual(decode_chunked(raw_body), b"")
             px.assert_idle()
 
+    def test_chunk_extensions_with_optional_whitespace_pass_and_are_dropped(self):
+        # RFC 9112 §7.1.1: BWS around ";" and "="; extensions are not forwarded (re-chunked).
+        with ScriptedBackend() as be, Proxy(make_config([be.address])) as px:
+            with Client(px.port) as c:
+                resp = c.request(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"3 ; a = b\r\nabc\r\n2\t;\tq=\"x y\";n\r\nde\r\n0 ; end\r\n\r\n")
+                self.assertEqual(resp.status, 200)
+            raw_body = be.connections[0].requests[0].partition(b"\r\n\r\n")[2]
+            self.assertEqual(decode_chunked(raw_body), b"abcde")
+            self.assertNotIn(b";", raw_body)
+            px.assert_idle()
+
+    def test_malformed_chunk_lines_get_400_and_close(self):
+        bad_lines = [b"3 \r\nabc", b" 3\r\nabc", b"3;\r\nabc", b"3;a=\"b\r\nabc", b"3\nabc",
+                     b"3;a=" + b"b" * 5000 + b"\r\nabc", b"0x3\r\nabc"]
+        with ScriptedBackend() as be, Proxy(make_config([be.address])) as px:
+            for line in bad_lines:
+                with self.subTest(line=line[:20]), Client(px.port) as c:
+                    resp = c.request(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                     + line + b"\r\n0\r\n\r\n")
+                    self.assertEqual(resp.status, 400)
+                    self.assertEqual(resp.header("Connection"), "close")
+                    self.assertTrue(c.is_closed())
+            px.assert_idle()
+
 
 class ResponseBodies(unittest.TestCase):
     def fetch(self, response, close_after=False):

@@ -17,13 +17,17 @@ def backend():
 class HostAndTarget(unittest.TestCase):
     def refused(self, px, be, request):
         """400 and close; the backend saw nothing."""
+        self.refused_with(px, be, request, 400)
+
+    def refused_with(self, px, be, request, status):
+        before = len(be.all_received())
         with Client(px.port) as c:
             resp = c.request(request)
-            self.assertEqual(resp.status, 400, request)
+            self.assertEqual(resp.status, status, request)
             self.assertEqual(resp.header("Connection"), "close")
             self.assertTrue(c.is_closed())
         time.sleep(0.05)
-        self.assertEqual(be.all_received(), b"", request)
+        self.assertEqual(be.all_received()[before:], b"", request)
 
     def forwarded(self, px, be, request, expected):
         """200, and the backend received exactly `expected`."""
@@ -101,6 +105,18 @@ class HostAndTarget(unittest.TestCase):
                            b"GET /old HTTP/1.1\r\nHost: " + be.address.encode() + b"\r\n" + FWD + b"\r\n")
             self.forwarded(px, be, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
                            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n" + FWD + b"\r\n")
+            px.assert_idle()
+
+    def test_higher_minor_version_is_handled_as_http11(self):
+        # RFC 9110 §2.5: HTTP/1.2 is an HTTP/1.1 request to us, and forwarded as one.
+        with backend() as be, Proxy(make_config([be.address])) as px:
+            self.forwarded(px, be, b"GET /v HTTP/1.2\r\nHost: x\r\n\r\n",
+                           b"GET /v HTTP/1.1\r\nHost: x\r\n" + FWD + b"\r\n")
+            with Client(px.port) as c:  # and persistent by default, as 1.1 is
+                self.assertEqual(c.request(b"GET /a HTTP/1.9\r\nHost: x\r\n\r\n").status, 200)
+                self.assertEqual(c.request(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n").status, 200)
+            self.refused_with(px, be, b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505)
+            self.refused_with(px, be, b"GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505)
             px.assert_idle()
 
 

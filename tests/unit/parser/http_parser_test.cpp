@@ -117,6 +117,22 @@ std::vector<ValidCase> valid_cases() {
          "HE", "upgrade@77", {""}},
         {"101 without Upgrade still stops", Kind::response, "HTTP/1.1 101 Switching Protocols\r\n\r\nraw",
          "HE", "upgrade@36", {""}},
+        // RFC 9112 §7.1.1: BWS around ";" and "=", quoted values, several extensions.
+        {"chunk extensions with optional whitespace", Kind::request,
+         "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "3 ; a = b\r\nabc\r\n2\t;\tq=\"x \\\" y\";n\r\nde\r\n0 ;last\r\n\r\n",
+         "HBE", "paused@97", {"abcde"}},
+        {"chunk size with leading zeros, upper-case hex", Kind::request,
+         "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n000A\r\n0123456789\r\n000\r\n\r\n",
+         "HBE", "paused@73", {"0123456789"}},
+        {"chunked response with extensions", Kind::response,
+         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3 ;a=1\r\nabc\r\n0\r\n\r\n", "HBE",
+         "paused@65", {"abc"}},
+        // RFC 9110 §2.5: a higher minor version is handled as 1.1.
+        {"HTTP/1.2 request", Kind::request, "GET / HTTP/1.2\r\nHost: a\r\n\r\n", "HE", "paused@27", {""}},
+        {"HTTP/1.9 upgrade request", Kind::request,
+         "GET / HTTP/1.9\r\nHost: a\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\nxy", "HE", "upgrade@62",
+         {""}},
         {"101 with Content-Length has no body", Kind::response,
          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: a\r\nConnection: upgrade\r\nContent-Length: 3\r\n\r\nraw",
          "HE", "upgrade@88", {""}},
@@ -243,6 +259,26 @@ TEST_CASE("rejections") {
         {"h2 preface", Kind::request, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", ParseError::h2_preface},
         // RFC 9110 §15.6.6: another major version is 505, not forwarded as HTTP/1.1.
         {"HTTP/2.0 request line", Kind::request, "GET / HTTP/2.0\r\nHost: h\r\n\r\n", ParseError::version},
+        {"HTTP/3.0 request line", Kind::request, "GET / HTTP/3.0\r\nHost: h\r\n\r\n", ParseError::version},
+        {"HTTP/0.9 request line", Kind::request, "GET / HTTP/0.9\r\nHost: h\r\n\r\n", ParseError::version},
+        {"two-digit minor version", Kind::request, "GET / HTTP/1.10\r\nHost: h\r\n\r\n", bad},
+        {"two-digit major version", Kind::request, "GET / HTTP/11.1\r\nHost: h\r\n\r\n", bad},
+        // Chunk-size lines are checked by the wrapper (parser/chunk_line.cpp).
+        {"whitespace after a chunk size, no extension", Kind::request,
+         req + "Transfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n", bad},
+        {"whitespace before a chunk size", Kind::request,
+         req + "Transfer-Encoding: chunked\r\n\r\n 3\r\nabc\r\n0\r\n\r\n", bad},
+        {"chunk size line ended by bare LF", Kind::request,
+         req + "Transfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n", bad},
+        {"last chunk line ended by bare LF", Kind::request,
+         req + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\n\r\n", bad},
+        {"chunk extension without a name", Kind::request,
+         req + "Transfer-Encoding: chunked\r\n\r\n3;=b\r\nabc\r\n0\r\n\r\n", bad},
+        {"unterminated quoted extension", Kind::request,
+         req + "Transfer-Encoding: chunked\r\n\r\n3;a=\"b\r\nabc\r\n0\r\n\r\n", bad},
+        {"chunk size line too long", Kind::request,
+         req + "Transfer-Encoding: chunked\r\n\r\n3;a=" + std::string(5000, 'b') + "\r\nabc\r\n0\r\n\r\n", bad},
+        {"empty chunk size line", Kind::request, req + "Transfer-Encoding: chunked\r\n\r\n\r\nabc\r\n", bad},
     };
     for (const RejectCase& c : cases) {
         const std::string what = c.what;
