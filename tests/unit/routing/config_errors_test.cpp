@@ -72,8 +72,25 @@ TEST_CASE("config errors: YAML syntax and document shape") {
           "quoted, e.g. \"*.example.com\")"}},
         {"unquoted IPv6 address", "listen: [{ address: [::1]:8080 }]\n",
          {"1:26: invalid YAML: end of map flow not found"}},
-        {"two documents", kBase + "---\nworkers: 2\n", {"5:1: only one YAML document is allowed"}},
+        {"two documents", kBase + "---\nworkers: 2\n", {"4:1: only one YAML document is allowed"}},
+        // YAML 1.2 §5.1: printable Unicode only; yaml-cpp misreads the rest.
+        {"invalid UTF-8", kBase + "# caf\xE9\n", {"4:6: invalid UTF-8 (byte 0xE9)"}},
+        {"truncated UTF-8 at the end", kBase + "# \xC3", {"4:3: invalid UTF-8 (byte 0xC3)"}},
+        {"overlong UTF-8", kBase + "# \xC0\xAF\n", {"4:3: invalid UTF-8 (byte 0xC0)"}},
+        {"UTF-8 surrogate", kBase + "# \xED\xA0\x80\n", {"4:3: invalid UTF-8 (byte 0xED)"}},
+        {"NUL byte", kBase + std::string("workers: 1\0\n", 12), {"4:11: control character U+0000 is not allowed in YAML"}},
+        {"escape byte", kBase + "# \x1b[31m\n", {"4:3: control character U+001B is not allowed in YAML"}},
+        {"C1 control", kBase + "# \xC2\x9B\n", {"4:3: control character U+009B is not allowed in YAML"}},
+        {"U+FFFF", kBase + "# \xEF\xBF\xBF\n", {"4:3: control character U+FFFF is not allowed in YAML"}},
     });
+}
+
+TEST_CASE("config text: byte order mark, non-ASCII text and CRLF line ends are fine") {
+    CHECK(errors_of("\xEF\xBB\xBF" + kBase).empty());
+    CHECK(errors_of(kBase + "# caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xC2\x85\n").empty());
+    CHECK(errors_of("listen: [{ address: 127.0.0.1:8080 }]\r\nupstreams: { app: { servers: [127.0.0.1:9000] } }\r\n"
+                    "routes: [{ upstream: app }]\r\n")
+              .empty());
 }
 
 TEST_CASE("config errors: keys") {
