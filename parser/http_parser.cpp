@@ -295,8 +295,15 @@ void HttpParser::start_llhttp() {
     if (kind_ == Kind::request) parser_.lenient_flags |= LENIENT_VERSION;
 }
 
+std::size_t HttpParser::bare_cr(std::size_t at) {
+    scan_error_ = ParseError::bad_message;
+    scan_reason_ = "bare CR in header section";
+    return at;
+}
+
 void HttpParser::restart_head_scan() {
     scanning_head_ = true;
+    pending_cr_ = false;
     head_bytes_ = 0;
     start_line_seen_ = false;
     in_start_line_ = true;
@@ -317,8 +324,15 @@ std::size_t HttpParser::scan_head(const char* data, std::size_t len) {
     std::size_t i = 0;
     while (i < n) {
         const char c = data[i];
+        // RFC 9112 §2.2: a CR is only allowed right before LF. llhttp 8.1 takes "X: \rY"
+        // as an empty value and drops the Y.
+        if (pending_cr_) {
+            pending_cr_ = false;
+            if (c != '\n') return bare_cr(i);
+        }
         if (!start_line_seen_) {
             if (c == '\r' || c == '\n') {
+                pending_cr_ = c == '\r';
                 ++i;
                 continue;
             }
@@ -328,6 +342,7 @@ std::size_t HttpParser::scan_head(const char* data, std::size_t len) {
             // The first byte of a header line: an empty line ends the head; SP/HTAB is
             // obs-fold (RFC 9112 §5.2), which llhttp would accept.
             if (c == '\r') {
+                pending_cr_ = true;
                 ++i;
                 continue;
             }
@@ -343,6 +358,14 @@ std::size_t HttpParser::scan_head(const char* data, std::size_t len) {
             }
         }
         const auto* nl = static_cast<const char*>(std::memchr(data + i, '\n', n - i));
+        const char* line_end = nl != nullptr ? nl : data + n;
+        for (const char* p = data + i;
+             (p = static_cast<const char*>(std::memchr(p, '\r', static_cast<std::size_t>(line_end - p)))) != nullptr;
+             ++p) {
+            if (p + 1 != line_end) return bare_cr(static_cast<std::size_t>(p - data));
+            pending_cr_ = nl == nullptr;  // CRLF, or a CR whose LF comes in the next feed()
+            break;
+        }
         if (nl == nullptr) {
             line_length_ = 1;  // the line goes on in the next feed()
             i = n;

@@ -101,6 +101,8 @@ private:
     // returns the offset of the first offending byte, or `len` when there is none.
     std::size_t scan_head(const char* data, std::size_t len);
     void restart_head_scan();
+    // Records a CR not followed by LF at `at`; returns `at` (scan_head's result).
+    std::size_t bare_cr(std::size_t at);
     // Checks the CRLF after chunk data from `p` up to feed_end_; false on a mismatch.
     bool check_chunk_crlf(const char* p);
     // Reads a chunk-size line from data[0..len) into chunk_line_buf_; when it is complete
@@ -127,6 +129,7 @@ private:
     bool start_line_seen_ = false;  // a byte other than CR/LF began the start line
     bool in_start_line_ = true;
     std::size_t line_length_ = 0;   // bytes of the current line, CR not counted
+    bool pending_cr_ = false;       // the last byte scanned was a CR: the next must be LF
     ParseError scan_error_ = ParseError::none;
     const char* scan_reason_ = "";
 

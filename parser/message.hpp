@@ -71,6 +71,12 @@ struct MessageHead {
     std::uint64_t content_length = 0;  // valid when framing == content_length
 
     bool is_http10() const { return http_major == 1 && http_minor == 0; }
+    // RFC 9110 §9.2.2: a request that may be sent again after a failure without changing
+    // what it does (GET, HEAD, OPTIONS, TRACE, PUT, DELETE).
+    bool is_idempotent() const {
+        return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+               method == "PUT" || method == "DELETE";
+    }
 };
 
 }  // namespace sy

@@ -453,8 +453,10 @@ void ClientConn::on_upstream_ready() {
         set_req_state(ReqState::body);
         http_->req_parser.resume();
         process_input();  // no-op when called from inside process_input: its loop goes on
+    } else {
+        // The retry of a complete request without a body: the head is all of it.
+        up_->writer().uncork();
     }
-    // Otherwise this is the retry of a complete request without a body: all is sent.
 }
 
 void ClientConn::on_upstream_timer(uv_timer_t* timer) {
@@ -533,10 +535,12 @@ void ClientConn::on_upstream_closed(UpstreamConn&, int status) {
             }
         }
         if (res_state_ == ResState::waiting && up_ != nullptr && up_->reused() &&
-            http_->req.framing == BodyFraming::none && req_state_ == ReqState::complete) {
-            // A pooled connection the server had closed before it saw the request: nothing
-            // was processed, so the request goes again on another connection (each retry
-            // consumes one stale pooled connection or opens a fresh one, so this ends).
+            http_->req.framing == BodyFraming::none && req_state_ == ReqState::complete &&
+            http_->req.is_idempotent()) {
+            // A pooled connection the server closed as the request arrived: most likely it
+            // was never processed, and an idempotent request may go again anyway (RFC 9110
+            // §9.2.2), on another connection (each retry consumes one stale pooled
+            // connection or opens a fresh one, so this ends).
             SY_TRACE("client %p pooled upstream closed, retrying", static_cast<void*>(this));
             uv_timer_stop(up_timer_);
             up_->close();

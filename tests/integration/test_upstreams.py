@@ -1,11 +1,13 @@
 """Upstream connections: the keep-alive pool, failover past a dead server, round_robin
 and least_conn (docs/configuration.md `upstreams`)."""
 
+import socket
+import struct
 import threading
 import time
 import unittest
 
-from harness import (Client, Proxy, ScriptedBackend, dead_port, get, main, make_config,
+from harness import (Client, Proxy, ScriptedBackend, dead_port, get, http_request, main, make_config,
                      ok_response, serve_forever)
 
 
@@ -70,6 +72,34 @@ class KeepAlive(unittest.TestCase):
             self.assertEqual(be.accepted, 2)
             px.wait_metric("switchyard_upstream_connections_active", 0)
             px.assert_idle()
+
+    def test_idempotent_request_meeting_a_closing_pooled_connection_is_retried_once(self):
+        # The server resets a pooled connection as the second request arrives on it (its
+        # idle timeout racing the proxy's reuse): a GET goes again on a fresh connection
+        # (RFC 9110 §9.2.2); a POST is not sent twice and gets 502.
+        for method, status in ((b"GET", 200), (b"POST", 502)):
+            with self.subTest(method=method):
+                def first(conn):
+                    conn.recv_request()
+                    conn.send(ok_response())
+                    conn.recv_request()
+                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    conn.sock.close()
+
+                with ScriptedBackend([first, serve_forever(lambda c, r: ok_response(b"again"))]) as be, \
+                        Proxy(make_config([be.address])) as px:
+                    self.assertEqual(get(px.port, "/1").status, 200)
+                    resp = http_request(px.port, method + b" /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    self.assertEqual(resp.status, status)
+                    if status == 200:
+                        self.assertEqual(resp.body, b"again")
+                        self.assertEqual(be.accepted, 2)
+                        self.assertTrue(be.connections[1].requests[0].startswith(b"GET /2 "))
+                    else:
+                        time.sleep(0.2)
+                        self.assertEqual(be.accepted, 1)
+                    px.wait_metric("switchyard_upstream_connections_active", 0)
+                    px.assert_idle()
 
 
 class Balancing(unittest.TestCase):

@@ -212,6 +212,15 @@ TEST_CASE("rejections") {
     const std::vector<RejectCase> cases = {
         // Rejected by llhttp itself (llhttp 8.1 as Debian builds it).
         {"bare CR in the head", Kind::request, "GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n", bad},
+        // llhttp 8.1 takes these as an empty value and drops a byte; refused by us.
+        {"bare CR after the colon", Kind::request, "GET / HTTP/1.1\r\nHost: x\r\nX:\rY\r\n\r\n", bad},
+        {"bare CR after OWS", Kind::request, "GET / HTTP/1.1\r\nHost: x\r\nX: \rY\r\n\r\n", bad},
+        {"bare CR at the start of a field line", Kind::request, "GET / HTTP/1.1\r\nHost: x\r\n\rX: y\r\n\r\n", bad},
+        {"bare CR in the start line", Kind::request, "GET /a\rb HTTP/1.1\r\nHost: x\r\n\r\n", bad},
+        {"bare CR before the start line", Kind::request, "\rGET / HTTP/1.1\r\nHost: x\r\n\r\n", bad},
+        {"CR CR LF", Kind::request, "GET / HTTP/1.1\r\nHost: x\r\r\n\r\n", bad},
+        {"bare CR ending the head", Kind::request, "GET / HTTP/1.1\r\nHost: x\r\n\r\r\n", bad},
+        {"bare CR after OWS, response", Kind::response, "HTTP/1.1 200 OK\r\nX: \rY\r\nContent-Length: 0\r\n\r\n", bad},
         {"header line ended by bare LF", Kind::request, "GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", bad},
         {"all lines ended by bare LF", Kind::request, "GET / HTTP/1.1\nHost: x\n\n", bad},
         {"CL then TE", Kind::request, req + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", bad},
