@@ -1,7 +1,7 @@
 // libFuzzer target: backend responses to a forwarded WebSocket upgrade, parsed by the
 // response parser; every 101 goes through validate_switch. An accepted switch must answer
 // what was forwarded: a 101 whose Upgrade names only offered protocols and whose
-// Sec-WebSocket-Accept is the one computed from the key (upgrade-semantics, "Response side").
+// Sec-WebSocket-Accept is the one computed from the key (docs/upgrades.md, "The response").
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
