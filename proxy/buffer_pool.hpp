@@ -19,6 +19,7 @@ public:
         BufferPool* pool;
         void* owner;           // who is told when the write ends; null once orphaned
         int side;              // the owner's direction index
+        std::size_t pending;   // bytes of the pending write
         char* data() { return reinterpret_cast<char*>(this + 1); }
         static Buffer* of(char* data) { return reinterpret_cast<Buffer*>(data) - 1; }
     };
@@ -32,6 +33,7 @@ public:
     BufferPool& operator=(const BufferPool&) = delete;
 
     Buffer* take() {
+        ++lent_;
         if (!free_.empty()) {
             Buffer* b = free_.back();
             free_.pop_back();
@@ -43,6 +45,7 @@ public:
     }
 
     void give(Buffer* b) {
+        --lent_;
         b->owner = nullptr;
         if (free_.size() < keep_) {
             free_.push_back(b);
@@ -52,10 +55,13 @@ public:
     }
 
     std::size_t size() const { return size_; }
+    // Buffers taken and not given back yet (a leak check for tests).
+    std::size_t lent() const { return lent_; }
 
 private:
     std::size_t size_;
     std::size_t keep_;
+    std::size_t lent_ = 0;
     std::vector<Buffer*> free_;
 };
 

@@ -21,8 +21,9 @@
 
 #include "parser/http_parser.hpp"
 #include "parser/message.hpp"
-#include "proxy/stream_writer.hpp"
+#include "proxy/log.hpp"
 #include "proxy/ops/stats.hpp"
+#include "proxy/transport/tcp_transport.hpp"
 #include "proxy/tunnel.hpp"
 #include "proxy/upstream_conn.hpp"
 #include "proxy/worker.hpp"
@@ -34,7 +35,7 @@ namespace sy {
 class UpstreamPool;
 
 class ClientConn final : private HttpParser::Handler,
-                         private WriterOwner,
+                         private TransportUser,
                          private UpstreamEvents,
                          private TunnelOwner {
 public:
@@ -69,14 +70,10 @@ private:
         ClientConn& conn;
     };
 
-    // libuv callbacks.
-    static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
-    static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+    // libuv callbacks, and the client transport's close.
     static void on_timer(uv_timer_t* timer);
     static void on_upstream_timer(uv_timer_t* timer);
-    static void on_shutdown(uv_shutdown_t* req, int status);
-    static void on_handle_closed(uv_handle_t* handle);
-    void shutdown_client();
+    static void on_transport_closed(void* self);
 
     // Request parser (HttpParser::Handler).
     HttpParser::AfterHead on_head(MessageHead& head) override;
@@ -88,9 +85,12 @@ private:
     void on_response_body(std::string_view data);
     void on_response_end();
 
-    // WriterOwner (the client side).
-    void on_writer_drained(StreamWriter& writer) override;
-    void on_writer_failed(StreamWriter& writer, int status) override;
+    // TransportUser: the client's transport, until a tunnel takes it over.
+    void on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_t len) override;
+    void on_transport_read_end(Transport& t, int status) override;
+    void on_transport_drained(Transport& t) override;
+    void on_transport_write_failed(Transport& t, int status) override;
+    void on_transport_shutdown(Transport& t, int status) override;
 
     // UpstreamEvents.
     void on_upstream_connected(UpstreamConn& conn) override;
@@ -99,19 +99,26 @@ private:
     void on_upstream_closed(UpstreamConn& conn, int status) override;
     void on_upstream_drained(UpstreamConn& conn) override;
     void on_upstream_write_failed(UpstreamConn& conn, int status) override;
-    void on_upstream_shutdown(UpstreamConn& conn, int status) override;
 
     // TunnelOwner.
-    void tunnel_shutdown(int side) override;
     void tunnel_ended(TunnelEnd how) override;
 
-    // Transitions (the only places that change the states; each traces).
-    void set_req_state(ReqState next);
-    void set_res_state(ResState next);
+    // Transitions (the only places that change the states; each traces). Inline: the
+    // exchange code in another file calls them several times per request.
+    void set_req_state(ReqState next) {
+        if (g_trace_enabled) trace_req_state(next);
+        req_state_ = next;
+    }
+    void set_res_state(ResState next) {
+        if (g_trace_enabled) trace_res_state(next);
+        res_state_ = next;
+    }
+    void trace_req_state(ReqState next) const;
+    void trace_res_state(ResState next) const;
 
     void on_client_bytes(const char* data, std::size_t len);
     // The client bytes not parsed yet (the current read's rest, or the saved ones).
-    std::string_view unparsed() const;
+    inline std::string_view unparsed() const;
     void consume(std::size_t n);
     void on_client_eof(int status);
     void process_input();
@@ -153,7 +160,7 @@ private:
     // takes the worker's newest one.
     const Config& config() const { return gen_->config(); }
     void take_current_config();
-    std::size_t high_water() const;
+    std::size_t high_water() const { return config().tunnel.buffer; }
 
     // Everything an HTTP exchange needs and a tunnel does not: allocated with the
     // connection, freed at the switch, so an open tunnel keeps only its sockets, writers
@@ -182,12 +189,12 @@ private:
 
     Worker& worker_;
     GenerationPtr gen_;  // held from the start of an exchange (or a tunnel) to its end
-    uv_tcp_t tcp_{};
+    // The client's byte stream; it frees itself after close() and then frees us.
+    TcpTransport* transport_;
     // Timers and the shutdown request live on the heap so that a tunnel can give them back
     // (close_and_free); null once given back.
     uv_timer_t* timer_ = nullptr;     // request_header / keepalive_idle / lingering close
     uv_timer_t* up_timer_ = nullptr;  // upstream_response
-    StreamWriter out_;
     std::unique_ptr<Http> http_;
     std::unique_ptr<Tunnel> tunnel_;
 
@@ -217,7 +224,6 @@ private:
     bool up_write_failed_ = false;
     bool req_was_upgrade_ = false;   // the request parser stopped with Status::upgrade
     bool switch_pending_ = false;    // an accepted 101 waits for the request body to end
-    bool reading_ = false;
     bool first_request_ = true;
     bool client_eof_ = false;
     bool in_process_input_ = false;
@@ -225,5 +231,11 @@ private:
     bool lingering_ = false;
     bool closing_ = false;
 };
+
+std::string_view ClientConn::unparsed() const {
+    const Http& h = *http_;
+    if (!h.direct.empty()) return h.direct;
+    return std::string_view(h.in.data() + h.in_pos, h.in.size() - h.in_pos);
+}
 
 }  // namespace sy

@@ -32,9 +32,10 @@ void ClientConn::count_upgrade(UpgradeOutcome outcome, std::string_view protocol
 }
 
 std::uint64_t ClientConn::log_bytes_to_clients() {
-    std::uint64_t out = out_.bytes_written() - bytes_out_mark_;
+    const std::uint64_t written = transport_->bytes_written();
+    const std::uint64_t out = written - bytes_out_mark_;
     g_stats.add(g_stats.bytes_to_clients, static_cast<std::int64_t>(out));
-    bytes_out_mark_ = out_.bytes_written();
+    bytes_out_mark_ = written;
     return out;
 }
 
@@ -85,9 +86,7 @@ void ClientConn::count_tunnel_end(TunnelEnd how) {
 
 void ClientConn::tunnel_ended(TunnelEnd how) {
     count_tunnel_end(how);
-    // The tunnel writes to the client directly (counted by the tunnel), except what went
-    // through out_ at the switch.
-    log_bytes_to_clients();
+    // Every byte toward the client since the 101 was counted by the tunnel.
     AccessLog& log = worker_.access_log();
     if (log.enabled()) {
         AccessRecord r;

@@ -2,22 +2,22 @@
 // upstream connection, never parsed, never changed (docs/upgrades.md, "The tunnel").
 //
 // One symmetric pump, parameterised by direction: bytes read from side `from` are written
-// to side `1 - from`. It is entered by swapping the streams' read callbacks to the tunnel's
-// (ClientConn and UpstreamConn keep owning their handles). Per direction:
-//   - zero copy: a read lands in a buffer from the worker's pool; what the kernel does not
-//     take at once is written from that same buffer, and the buffer goes back to the pool
-//     when written, so buffers exist only while bytes flow;
-//   - backpressure: while a buffer is being written toward a side (or the connection's
-//     own writer still holds bytes for it), the other side is not read; a read never takes
-//     more than `buffer` (tunnel.buffer), so at most that much is queued per direction;
-//   - half-close: EOF from a side becomes a write shutdown toward the other side once what
-//     is queued toward it is written (libuv's uv_shutdown waits for the queue); the other
-//     direction keeps flowing.
+// to side `1 - from`. It is entered by making the tunnel the user of both connections'
+// transports (proxy/transport/transport.hpp); ClientConn and UpstreamConn keep owning them.
+// Per direction:
+//   - zero copy: a read lands in a buffer from the worker's pool and is handed to the other
+//     transport with write_buffer, which writes it (the rest of a partial write too) from
+//     that same buffer and gives it back when written: buffers exist only while bytes flow;
+//   - backpressure: a side is read only while nothing is queued toward the other side, and
+//     a read never takes more than `buffer` (tunnel.buffer), so at most that much is ever
+//     queued per direction;
+//   - half-close: EOF from a side becomes Transport::shutdown_write toward the other side,
+//     which waits for what is queued; the other direction keeps flowing.
 // The tunnel ends when both directions have ended, on a reset or error of either side, after
 // tunnel_idle without a byte either way (the worker's sweep calls end(), see
 // idle_since()), or when its owner ends it (shutdown); then the owner closes both
 // connections and writes the access-log record. A tunnel holds no timer and no buffer of
-// its own: idle, it costs this object and the two connections' sockets.
+// its own: idle, it costs this object and the two connections.
 #pragma once
 
 #include <array>
@@ -28,48 +28,33 @@
 
 #include <uv.h>
 
-#include "proxy/buffer_pool.hpp"
 #include "proxy/ops/stats.hpp"
-#include "proxy/stream_writer.hpp"
+#include "proxy/transport/transport.hpp"
 
 namespace sy {
 
 class TunnelOwner {
 public:
     virtual ~TunnelOwner() = default;
-    // Shut down writing toward `side` (0 = client, 1 = upstream); answer with
-    // Tunnel::on_shutdown_done.
-    virtual void tunnel_shutdown(int side) = 0;
     // The tunnel ended (for the access log and the metrics). Called once.
     virtual void tunnel_ended(TunnelEnd how) = 0;
 };
 
-class Tunnel {
+class Tunnel final : private TransportUser {
 public:
     enum Side { kClient = 0, kUpstream = 1 };
 
-    struct Endpoint {
-        uv_stream_t* stream = nullptr;
-        StreamWriter* writer = nullptr;  // the connection's writer toward this side (held
-                                         // bytes and the 101 go through it first)
-    };
-
-    Tunnel(TunnelOwner& owner, Endpoint client_end, Endpoint upstream_end, BufferPool& pool, std::size_t buffer);
-    ~Tunnel();
+    // `buffer`: tunnel.buffer, the most bytes a read takes and the bound per direction.
+    Tunnel(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end, std::size_t buffer);
+    ~Tunnel() override;
     Tunnel(const Tunnel&) = delete;
     Tunnel& operator=(const Tunnel&) = delete;
 
     // Hands over the bytes already read at the switch, in order (`to_upstream`: what the
     // client sent after its request; `to_client`: what the upstream sent after its 101 head),
-    // then reads both sides. A side whose stream is already being read (`*_reading`) keeps
-    // being read: its read callbacks are swapped to the tunnel's in place.
-    void start(std::string_view to_upstream, std::string_view to_client, bool client_reading,
-               bool upstream_reading);
-
-    // Events the owner forwards from its writers and its shutdown requests.
-    void on_writer_drained(Side side);
-    void on_writer_failed(Side side, int status);
-    void on_shutdown_done(Side side, int status);
+    // then becomes both transports' user and reads both sides. A transport that is already
+    // reading keeps reading (no stop and start).
+    void start(std::string_view to_upstream, std::string_view to_client);
 
     // Ends the tunnel now (e.g. shutdown's drain deadline). Idempotent.
     void end(TunnelEnd how);
@@ -89,29 +74,31 @@ public:
 private:
     // One direction: bytes read from `from` written toward the other side.
     struct Direction {
-        BufferPool::Buffer* writing = nullptr;  // being written toward the other side
-        bool reading = false;   // reading `from` is started
         bool eof = false;       // `from` sent EOF
         bool shutdown_requested = false;
         bool done = false;      // EOF forwarded as a shutdown toward the other side
         std::uint64_t bytes = 0;
     };
 
-    static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
-    static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
-    static void on_write(uv_write_t* req, int status);
+    void on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_t len) override;
+    void on_transport_read_end(Transport& t, int status) override;
+    void on_transport_drained(Transport& t) override;
+    void on_transport_write_failed(Transport& t, int status) override;
+    void on_transport_shutdown(Transport& t, int status) override;
 
     static Side other(Side s) { return s == kClient ? kUpstream : kClient; }
-    Side side_of(uv_stream_t* stream) const { return stream == ends_[kClient].stream ? kClient : kUpstream; }
-    void pump(Side from, BufferPool::Buffer* buffer, std::size_t len);
-    void set_reading(Side from, bool on);
+    Side side_of(const Transport& t) const { return &t == ends_[kClient] ? kClient : kUpstream; }
+    static TunnelEnd reset_of(Side side) {
+        return side == kClient ? TunnelEnd::client_reset : TunnelEnd::upstream_reset;
+    }
     void update_reading(Side from);
     void on_eof(Side from);
+    void on_shutdown_done(Side side, int status);
 
     TunnelOwner& owner_;
-    std::array<Endpoint, 2> ends_;
+    uv_loop_t* loop_;  // for its clock
+    std::array<Transport*, 2> ends_;
     std::array<Direction, 2> dirs_;  // indexed by the side read from
-    BufferPool& pool_;
     std::size_t buffer_;
     std::uint64_t last_activity_ms_ = 0;
     bool ended_ = false;

@@ -11,12 +11,11 @@ namespace sy {
 UpstreamConn::UpstreamConn(std::shared_ptr<UpstreamPool> pool, std::size_t server)
     : pool_(std::move(pool)),
       server_(server),
-      timer_(new uv_timer_t),
-      writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this) {
-    uv_loop_t* loop = pool_->worker().loop();
-    uv_tcp_init(loop, &tcp_);
-    uv_timer_init(loop, timer_);
-    tcp_.data = this;
+      transport_(new TcpTransport(pool_->worker().loop(), pool_->worker().io_buffers())),
+      timer_(new uv_timer_t) {
+    uv_timer_init(pool_->worker().loop(), timer_);
+    transport_->set_user(this);
+    transport_->set_read_limit(Worker::kReadBufferSize);
     timer_->data = this;
     g_stats.add(g_stats.upstream_connections_active, 1);
 }
@@ -26,7 +25,7 @@ void UpstreamConn::connect(UpstreamEvents& events, Millis timeout) {
     connecting_ = true;
     auto* req = new uv_connect_t;
     req->data = this;
-    int r = uv_tcp_connect(req, &tcp_, pool_->address(server_), &UpstreamConn::on_connect);
+    int r = uv_tcp_connect(req, transport_->tcp(), pool_->address(server_), &UpstreamConn::on_connect);
     if (r != 0) {
         delete req;
         // Report asynchronously-equivalent: the caller expects a callback, not a re-entrant one.
@@ -55,7 +54,7 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) {
         if (self->events_ != nullptr) self->events_->on_upstream_connect_failed(*self, status);
         return;
     }
-    uv_tcp_nodelay(&self->tcp_, 1);
+    uv_tcp_nodelay(self->transport_->tcp(), 1);
     self->start_reading();
     if (self->events_ != nullptr) self->events_->on_upstream_connected(*self);
 }
@@ -89,86 +88,62 @@ void UpstreamConn::release() {
 }
 
 void UpstreamConn::start_reading() {
-    if (reading_ || closing_) return;
-    if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &UpstreamConn::on_alloc, &UpstreamConn::on_read) == 0) {
-        reading_ = true;
-    }
+    if (!closing_) transport_->start_reading();
 }
 
 void UpstreamConn::pause_reading() {
-    if (!reading_ || closing_) return;
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-    reading_ = false;
+    if (!closing_) transport_->stop_reading();
 }
 
 void UpstreamConn::resume_reading() { start_reading(); }
 
-void UpstreamConn::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
-    auto* self = static_cast<UpstreamConn*>(handle->data);
-    *buf = uv_buf_init(self->pool_->worker().read_buffer(), Worker::kReadBufferSize);
-}
-
-void UpstreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-    auto* self = static_cast<UpstreamConn*>(stream->data);
-    if (self->closing_ || nread == 0) return;
-    if (self->idle()) {
-        // Bytes or EOF on an idle connection: the server closed it or broke framing.
-        self->close();
+void UpstreamConn::on_transport_read(Transport&, BufferPool::Buffer* buf, std::size_t len) {
+    if (idle()) {
+        // Bytes on an idle connection: the server broke framing.
+        buf->pool->give(buf);
+        close();
         return;
     }
-    if (nread < 0) {
-        self->pause_reading();
-        self->events_->on_upstream_closed(*self, static_cast<int>(nread));
-        return;
-    }
-    self->events_->on_upstream_read(*self, buf->base, static_cast<std::size_t>(nread));
+    events_->on_upstream_read(*this, buf->data(), len);
+    buf->pool->give(buf);
 }
 
-void UpstreamConn::on_writer_drained(StreamWriter&) {
+void UpstreamConn::on_transport_read_end(Transport&, int status) {
+    if (idle()) {
+        close();  // the server closed an idle pooled connection
+        return;
+    }
+    events_->on_upstream_closed(*this, status);
+}
+
+void UpstreamConn::on_transport_drained(Transport&) {
     if (events_ != nullptr && !closing_) events_->on_upstream_drained(*this);
 }
 
-void UpstreamConn::on_writer_failed(StreamWriter&, int status) {
+void UpstreamConn::on_transport_write_failed(Transport&, int status) {
     if (events_ != nullptr && !closing_) events_->on_upstream_write_failed(*this, status);
 }
 
+void UpstreamConn::on_transport_shutdown(Transport&, int) {}  // only a tunnel shuts down
+
 void UpstreamConn::enter_tunnel() {
     close_and_free(timer_);
-    writer_.drop_cork_buffer();
-}
-
-void UpstreamConn::shutdown_write() {
-    auto* req = new uv_shutdown_t;
-    req->data = this;
-    int r = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), &UpstreamConn::on_shutdown);
-    if (r != 0) {
-        delete req;
-        if (events_ != nullptr) events_->on_upstream_shutdown(*this, r);
-    }
-}
-
-// Runs before the handle's close callback, even after close() (status UV_ECANCELED).
-void UpstreamConn::on_shutdown(uv_shutdown_t* req, int status) {
-    auto* self = static_cast<UpstreamConn*>(req->data);
-    delete req;
-    if (!self->closing_ && self->events_ != nullptr) self->events_->on_upstream_shutdown(*self, status);
+    transport_->drop_cork_buffer();
 }
 
 void UpstreamConn::close() {
     if (closing_) return;
     closing_ = true;
-    tcp_.data = this;  // a tunnel may have borrowed it for its read callbacks
     bool was_idle = idle();
     events_ = nullptr;
     pool_->on_conn_closed(this, was_idle, !was_idle);
     close_and_free(timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConn::on_handle_closed);
+    transport_->close(&UpstreamConn::on_transport_closed, this);
 }
 
-void UpstreamConn::on_handle_closed(uv_handle_t* handle) {
-    auto* self = static_cast<UpstreamConn*>(handle->data);
+void UpstreamConn::on_transport_closed(void* self) {
     g_stats.add(g_stats.upstream_connections_active, -1);
-    delete self;
+    delete static_cast<UpstreamConn*>(self);
 }
 
 }  // namespace sy

@@ -8,7 +8,7 @@
 
 #include <uv.h>
 
-#include "proxy/stream_writer.hpp"
+#include "proxy/transport/tcp_transport.hpp"
 #include "routing/config.hpp"
 
 namespace sy {
@@ -28,11 +28,9 @@ public:
     virtual void on_upstream_closed(UpstreamConn& conn, int status) = 0;
     virtual void on_upstream_drained(UpstreamConn& conn) = 0;
     virtual void on_upstream_write_failed(UpstreamConn& conn, int status) = 0;
-    // Result of shutdown_write().
-    virtual void on_upstream_shutdown(UpstreamConn& conn, int status) = 0;
 };
 
-class UpstreamConn final : private WriterOwner {
+class UpstreamConn final : private TransportUser {
 public:
     // The connection keeps its pool alive (a reload may drop the pool from the worker's
     // configuration while this connection still carries an exchange or a tunnel).
@@ -48,48 +46,44 @@ public:
     // Closes the connection; no more events. Safe to call twice.
     void close();
 
-    StreamWriter& writer() { return writer_; }
+    Transport& writer() { return *transport_; }
     void pause_reading();
     void resume_reading();
-    bool reading() const { return reading_; }
+    bool reading() const { return transport_->reading(); }
     std::size_t server() const { return server_; }
     UpstreamPool& pool() { return *pool_; }
     bool reused() const { return reused_; }
     bool idle() const { return events_ == nullptr; }
-    // Half-close toward the server once queued writes are out (tunnel). Answered with
-    // UpstreamEvents::on_upstream_shutdown.
-    void shutdown_write();
-    // The connection becomes one end of a tunnel, which takes reading over on stream(): the
+    // The connection becomes one end of a tunnel, which becomes its transport's user: the
     // timer, which only pooling and connecting need, is given back.
     void enter_tunnel();
-    // The socket, for a tunnel that takes over reading.
-    uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+    // The byte stream, for a tunnel that takes it over.
+    Transport& transport() { return *transport_; }
 
 private:
     friend class UpstreamPool;
     ~UpstreamConn() override = default;
 
     static void on_connect(uv_connect_t* req, int status);
-    static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
-    static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
     static void on_timer(uv_timer_t* timer);
-    static void on_handle_closed(uv_handle_t* handle);
-    static void on_shutdown(uv_shutdown_t* req, int status);
+    static void on_transport_closed(void* self);
 
-    void on_writer_drained(StreamWriter& writer) override;
-    void on_writer_failed(StreamWriter& writer, int status) override;
+    void on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_t len) override;
+    void on_transport_read_end(Transport& t, int status) override;
+    void on_transport_drained(Transport& t) override;
+    void on_transport_write_failed(Transport& t, int status) override;
+    void on_transport_shutdown(Transport& t, int status) override;
     void start_reading();
 
     std::shared_ptr<UpstreamPool> pool_;
     std::size_t server_;
     UpstreamEvents* events_ = nullptr;
-    uv_tcp_t tcp_{};
+    // The server's byte stream; it frees itself after close() and then frees us.
+    TcpTransport* transport_;
     // Connect timeout while connecting, idle timeout while pooled; on the heap so that a
     // tunnel can give it back (null then).
     uv_timer_t* timer_ = nullptr;
-    StreamWriter writer_;
     bool connecting_ = false;
-    bool reading_ = false;
     bool reused_ = false;
     bool closing_ = false;
 };

@@ -15,8 +15,7 @@ namespace sy {
 Worker::Worker(SnapshotPtr snapshot, unsigned id, std::vector<int> listen_fds, AccessLog& access_log)
     : id_(id),
       access_log_(access_log),
-      read_buffer_(new char[kReadBufferSize]),
-      tunnel_buffers_(std::min<std::size_t>(snapshot->config.tunnel.buffer, 256 * 1024), 16) {
+      io_buffers_(std::max(kReadBufferSize, std::min<std::size_t>(snapshot->config.tunnel.buffer, 256 * 1024)), 16) {
     uv_loop_init(&loop_);
     loop_.data = this;
     uv_async_init(&loop_, &drain_async_, &Worker::on_drain_async);

@@ -70,13 +70,12 @@ public:
     // Thread-safe: the worker's loop has nothing left to run (after a drain).
     bool finished() const { return loop_done_.load(); }
 
-    // The loop's shared read buffer: every read callback consumes its bytes before
-    // returning, so one buffer serves every connection of the loop and an idle connection
-    // holds none.
+    // What an HTTP read takes at most.
     static constexpr std::size_t kReadBufferSize = 64 * 1024;
-    char* read_buffer() { return read_buffer_.get(); }
-    // Tunnel buffers (proxy/buffer_pool.hpp): min(tunnel.buffer, 256 KiB) each.
-    BufferPool& tunnel_buffers() { return tunnel_buffers_; }
+    // Every read lands in one of these (proxy/buffer_pool.hpp), max(64 KiB, min(tunnel.buffer,
+    // 256 KiB)) each, given back as soon as its bytes are parsed or written: an idle
+    // connection holds none.
+    BufferPool& io_buffers() { return io_buffers_; }
 
     // Connection registry (for drain and the connection limit).
     void add_client(ClientConn* conn);
@@ -123,8 +122,7 @@ private:
     std::vector<std::unique_ptr<Listener>> listeners_;  // in the current configuration's order
     std::vector<std::unique_ptr<HealthChecker>> checkers_;
     std::vector<ClientConn*> clients_;
-    std::unique_ptr<char[]> read_buffer_;
-    BufferPool tunnel_buffers_;
+    BufferPool io_buffers_;
     std::thread thread_;
     std::mutex pending_mutex_;
     std::vector<PendingReload> pending_;  // posted by the main thread, applied in order

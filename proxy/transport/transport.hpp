@@ -1,0 +1,96 @@
+// One byte stream to a peer, whatever carries it (plain TCP today; TLS plugs in here):
+// reads into buffers lent by the worker's pool, ordered writes (copied, or zero-copy from a
+// pool buffer), cork, half-close, close. The HTTP exchange (ClientConn, UpstreamConn) and
+// the tunnel pump are written against this interface once and know nothing of what is
+// under it (docs/architecture.md, "Layers").
+//
+// Backpressure is the user's: queued() says how many bytes wait to reach the peer, and
+// on_transport_drained says when that reached 0; the user stops and starts reading.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <string_view>
+
+#include "proxy/buffer_pool.hpp"
+
+namespace sy {
+
+class Transport;
+
+// What a transport's user hears. Callbacks come from the event loop; the ones a call can
+// also trigger at once are noted.
+class TransportUser {
+public:
+    virtual ~TransportUser() = default;
+    // `len` bytes arrived at buf->data(). The user owns `buf` from now on: it gives it back
+    // to its pool (buf->pool->give) or hands it on with Transport::write_buffer.
+    virtual void on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_t len) = 0;
+    // The peer ended its direction (UV_EOF) or the connection broke (another status).
+    // Reading is stopped.
+    virtual void on_transport_read_end(Transport& t, int status) = 0;
+    // Everything written has reached the kernel: queued() is 0.
+    virtual void on_transport_drained(Transport& t) = 0;
+    // A write failed; no later write does anything. Once; also from inside write().
+    virtual void on_transport_write_failed(Transport& t, int status) = 0;
+    // A shutdown_write() that answered `pending` is done (status 0) or failed.
+    virtual void on_transport_shutdown(Transport& t, int status) = 0;
+};
+
+class Transport {
+public:
+    enum class Shutdown { done, pending, failed };
+
+    virtual ~Transport() = default;
+
+    // Who hears the events (null: nobody; reads are then given back unread).
+    void set_user(TransportUser* user) { user_ = user; }
+
+    // Reads take at most this many bytes (and never more than a pool buffer holds).
+    void set_read_limit(std::size_t max) { read_limit_ = static_cast<std::uint32_t>(max < kMaxReadLimit ? max : kMaxReadLimit); }
+    // False when reading could not start (the connection is broken).
+    virtual bool start_reading() = 0;
+    virtual void stop_reading() = 0;
+    bool reading() const { return reading_; }
+
+    // Writes the pieces in order, as one write; what the peer does not take at once is
+    // copied. False once writing has failed.
+    virtual bool write(std::initializer_list<std::string_view> pieces) = 0;
+    bool write(std::string_view data) { return write({data}); }
+    // Writes buf->data()[0, len) and gives `buf` back to its pool once written: no copy.
+    // Takes `buf` in every case (given back at once on failure). `queued`: part of it waits
+    // (queued() > 0, on_transport_drained follows).
+    enum class Written { all, queued, failed };
+    virtual Written write_buffer(BufferPool::Buffer* buf, std::size_t len) = 0;
+    // While corked, writes are collected and uncork() sends them as one.
+    virtual void cork() = 0;
+    virtual void uncork() = 0;
+    // Gives back what corking keeps between uses (for a transport that will not cork again).
+    virtual void drop_cork_buffer() = 0;
+    // Bytes accepted by write()/write_buffer() that have not reached the kernel yet.
+    virtual std::size_t queued() const = 0;
+    // Bytes accepted by write() since the start (write_buffer's bytes are counted by
+    // whoever hands the buffers on: the tunnel).
+    virtual std::uint64_t bytes_written() const = 0;
+
+    // Ends our direction once everything queued is out (TCP: FIN; TLS: close_notify, then
+    // FIN). `done`: ended now; `pending`: on_transport_shutdown follows; `failed`.
+    virtual Shutdown shutdown_write() = 0;
+    // Closes now: no event after this returns. The transport frees itself once its handles
+    // are closed, then calls `closed(arg)` if given; the caller forgets it.
+    using ClosedCallback = void (*)(void* arg);
+    virtual void close(ClosedCallback closed = nullptr, void* arg = nullptr) = 0;
+
+protected:
+    static constexpr std::size_t kMaxReadLimit = 1u << 30;
+    TransportUser* user_ = nullptr;
+    std::uint32_t read_limit_ = 64 * 1024;
+    bool reading_ = false;
+    // For the implementations (packed here with the fields above: an idle tunnel holds two
+    // transports, so every 8 bytes count).
+    bool write_failed_ = false;
+    bool closing_ = false;
+};
+
+}  // namespace sy
