@@ -33,8 +33,8 @@ if(NOT DOCTEST_INCLUDE_DIR)
   switchyard_missing("doctest" "doctest-dev")
 endif()
 
-# OpenSSL libcrypto: SHA-1 for Sec-WebSocket-Accept.
-find_package(OpenSSL QUIET COMPONENTS Crypto)
+# OpenSSL: libcrypto for SHA-1 (Sec-WebSocket-Accept), libssl for TLS (proxy/transport/).
+find_package(OpenSSL QUIET COMPONENTS Crypto SSL)
 if(NOT OpenSSL_FOUND)
   switchyard_missing("OpenSSL" "libssl-dev")
 endif()
