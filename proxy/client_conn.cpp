@@ -94,15 +94,27 @@ ClientConn::~ClientConn() {
     g_stats.add(g_stats.connections_active, -1);
 }
 
-void ClientConn::accept(uv_stream_t* server) {
-    if (uv_accept(server, transport_->stream()) != 0) {
+void ClientConn::accept(uv_stream_t* server, const ServerTls* tls) {
+    auto* tcp = static_cast<TcpTransport*>(transport_);
+    if (uv_accept(server, tcp->stream()) != 0) {
         close();
         return;
     }
     // TCP_NODELAY is inherited from the listening socket (proxy/net.cpp).
     // The client's address costs a getpeername(2): only when something will show it.
     if (config().forwarding.x_forwarded_for || worker_.access_log().enabled()) {
-        http_->client_ip = peer_ip(transport_->tcp());
+        http_->client_ip = peer_ip(tcp->tcp());
+    }
+    if (tls != nullptr) {
+        SSL* ssl = tls->new_ssl();
+        if (ssl == nullptr) {
+            close();
+            return;
+        }
+        tls_ = new TlsTransport(worker_.loop(), tcp, ssl, worker_.io_buffers());
+        transport_ = tls_;
+        transport_->set_user(this);
+        transport_->set_read_limit(Worker::kReadBufferSize);
     }
     start_timer(config().timeouts.request_header);
     update_reading();
@@ -341,6 +353,10 @@ void ClientConn::on_timer(uv_timer_t* timer) {
     if (self->closing_) return;
     if (self->lingering_) {
         self->close();
+        return;
+    }
+    if (self->tls_ != nullptr && !self->tls_->handshake_done()) {
+        self->close();  // a TLS handshake slower than timeouts.request_header is cut
         return;
     }
     if (self->req_state_ == ReqState::head || (self->req_state_ == ReqState::idle && self->first_request_)) {

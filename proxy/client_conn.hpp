@@ -24,6 +24,8 @@
 #include "proxy/log.hpp"
 #include "proxy/ops/stats.hpp"
 #include "proxy/transport/tcp_transport.hpp"
+#include "proxy/transport/tls_context.hpp"
+#include "proxy/transport/tls_transport.hpp"
 #include "proxy/tunnel.hpp"
 #include "proxy/upstream_conn.hpp"
 #include "proxy/worker.hpp"
@@ -45,7 +47,8 @@ public:
 
     // Accepts the pending connection on `server` and starts reading. On failure the
     // object closes itself.
-    void accept(uv_stream_t* server);
+    // `tls`: the listener's TLS (null: plain TCP).
+    void accept(uv_stream_t* server, const ServerTls* tls);
     // Shutdown: closes the connection if it is between exchanges; otherwise it closes
     // after the current response.
     void begin_drain();
@@ -189,8 +192,10 @@ private:
 
     Worker& worker_;
     GenerationPtr gen_;  // held from the start of an exchange (or a tunnel) to its end
-    // The client's byte stream; it frees itself after close() and then frees us.
-    TcpTransport* transport_;
+    // The client's byte stream (TCP, or TLS over it); it frees itself after close() and
+    // then frees us.
+    Transport* transport_;
+    TlsTransport* tls_ = nullptr;  // transport_ when the listener has TLS
     // Timers and the shutdown request live on the heap so that a tunnel can give them back
     // (close_and_free); null once given back.
     uv_timer_t* timer_ = nullptr;     // request_header / keepalive_idle / lingering close

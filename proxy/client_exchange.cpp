@@ -145,6 +145,7 @@ void ClientConn::on_upstream_ready() {
     ForwardingOptions fwd;
     fwd.x_forwarded_for = config.forwarding.x_forwarded_for;
     fwd.x_forwarded_proto = config.forwarding.x_forwarded_proto;
+    fwd.proto = tls_ != nullptr ? "https" : "http";
     fwd.via = config.forwarding.via;
     fwd.client_address = http_->client_ip;
     fwd.target = http_->forward_target;

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "proxy/ops/stats.hpp"
+#include "proxy/transport/tls_context.hpp"
 #include "routing/config.hpp"
 
 namespace sy {
@@ -18,6 +19,7 @@ struct Snapshot {
     Config config;
     StatsBinding stats;
     std::vector<std::vector<sockaddr_storage>> server_addresses;  // per Config::upstreams index
+    std::vector<std::shared_ptr<ServerTls>> listener_tls;  // per Config::listen index; null: plain
 };
 
 using SnapshotPtr = std::shared_ptr<const Snapshot>;

@@ -200,7 +200,13 @@ void Worker::on_connection(uv_stream_t* server, int status) {
     Worker& self = *listener->worker;
     if (status < 0 || self.draining_) return;
     auto* conn = new ClientConn(self);  // owns itself; deleted after its handles close
-    conn->accept(server);
+    // Listeners are kept in the configuration's order: the index finds its TLS, if any.
+    const ServerTls* tls = nullptr;
+    const auto& tls_list = self.current()->snapshot->listener_tls;
+    for (std::size_t i = 0; i < self.listeners_.size() && i < tls_list.size(); ++i) {
+        if (self.listeners_[i].get() == listener) tls = tls_list[i].get();
+    }
+    conn->accept(server, tls);
     if (self.clients_.size() > self.config().limits.max_connections) {
         // Over limits.max_connections: accepted (so the kernel queue does not fill) and
         // closed at once.

@@ -21,8 +21,23 @@ struct Address {
     std::string to_string() const;  // back to "host:port" / "[v6]:port"
 };
 
+// One certificate chain and its key, as read (and checked) at load time: a reload reads
+// the files again.
+struct TlsCertificate {
+    std::string cert_file;
+    std::string key_file;
+    std::string cert_pem;
+    std::string key_pem;
+};
+
+struct ListenerTls {
+    std::vector<TlsCertificate> certificates;  // chosen by SNI; [0] is the default
+    int min_version = 12;                      // 12 = TLS 1.2, 13 = TLS 1.3
+};
+
 struct ListenerConfig {
     Address address;
+    std::optional<ListenerTls> tls;
 };
 
 enum class Balance { round_robin, least_conn };

@@ -45,6 +45,19 @@ std::shared_ptr<const Snapshot> make_snapshot(Config config, std::string* error)
         }
         snapshot->server_addresses.push_back(std::move(addresses));
     }
+    for (const ListenerConfig& listener : config.listen) {
+        std::shared_ptr<ServerTls> tls;
+        if (listener.tls) {
+            std::vector<CertKeyPem> certs;
+            for (const TlsCertificate& c : listener.tls->certificates) certs.push_back({c.cert_pem, c.key_pem});
+            tls = ServerTls::make(certs, listener.tls->min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION, error);
+            if (!tls) {
+                *error = "listener " + listener.address.to_string() + ": " + *error;
+                return nullptr;
+            }
+        }
+        snapshot->listener_tls.push_back(std::move(tls));
+    }
     snapshot->stats = g_stats.bind(config);
     snapshot->config = std::move(config);
     return snapshot;

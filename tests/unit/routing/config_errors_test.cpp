@@ -261,7 +261,7 @@ TEST_CASE("config errors: values") {
         {"duplicate listen address", "listen:\n  - address: 127.0.0.1:80\n  - address: 127.0.0.1:80\n" + kUpstreams + kRoutes,
          {"3:14: duplicate listen address '127.0.0.1:80'"}},
         {"TLS", "listen:\n  - address: 127.0.0.1:8443\n    tls: { cert: a.pem, key: a.pem }\n" + kUpstreams + kRoutes,
-         {"3:5: TLS is not supported yet"}},
+         {"3:18: cannot read a.pem: No such file or directory"}},
         {"balance", kListen + "upstreams:\n  app:\n    servers: [127.0.0.1:9000]\n    balance: fastest\n" + kRoutes,
          {"5:14: invalid balance 'fastest' (expected one of: round_robin, least_conn)"}},
         {"on_disallowed", kListen + kUpstreams + "routes:\n  - upstream: app\n    upgrade:\n      on_disallowed: drop\n",
@@ -332,7 +332,8 @@ TEST_CASE("config errors: all are collected, in file order") {
               "4:29: invalid duration '5' (expected a number with a unit: ms, s, m, h)",
               "6:19: upstream 'app' has no servers",
               "6:32: invalid balance 'rr' (expected one of: round_robin, least_conn)",
-              "7:33: TLS is not supported yet",
+              "7:38: missing required key 'cert'",
+              "7:38: missing required key 'key'",
               "8:10: invalid value 'none' for 'workers' (expected \"auto\" or an integer from 1 to 1024)",
           }));
 }
