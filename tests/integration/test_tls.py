@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (FWD, SWITCHYARD_BIN, Proxy, ScriptedBackend, main, make_config, ok_response,
+from harness import (SWITCHYARD_BIN, Proxy, ScriptedBackend, main, make_config, ok_response, reload_config,
                      serve_forever)
 
 HAVE_TOOLS = shutil.which("openssl") and shutil.which("curl")
@@ -175,6 +175,72 @@ class TlsListener(unittest.TestCase):
                 reply += chunk
             self.assertEqual(reply, hashlib.sha256(payload).hexdigest().encode())
             s.close()
+            px.assert_idle()
+
+
+    def test_wss_with_python_websockets(self):
+        import asyncio
+        import websockets
+        from e2e_support import WsEchoServer
+
+        with WsEchoServer() as server:
+            class Be:
+                address = f"127.0.0.1:{server.port}"
+            with Proxy(tls_config(Be, [self.a], websocket=True)) as px:
+                ctx = ssl.create_default_context(cafile=self.pki.ca)
+                big = os.urandom(1 << 20)
+
+                async def session():
+                    async with websockets.connect(f"wss://a.test:{px.port}/chat", ssl=ctx, max_size=None,
+                                                  host="127.0.0.1", port=px.port,
+                                                  server_hostname="a.test") as ws:
+                        await ws.send("hello")
+                        self.assertEqual(await ws.recv(), "hello")
+                        await ws.send(big)
+                        self.assertEqual(await ws.recv(), big)
+                        for i in range(200):
+                            await ws.send(f"m{i}")
+                        for i in range(200):
+                            self.assertEqual(await ws.recv(), f"m{i}")
+                        await ws.close(code=4001, reason="bye")
+
+                asyncio.run(asyncio.wait_for(session(), 30))
+                deadline = time.monotonic() + 5
+                while not server.closes and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.assertEqual(server.closes[0][0], 4001)
+                px.wait_metric("switchyard_tunnels_active", 0)
+                px.assert_idle()
+
+    def test_session_resumption(self):
+        with ScriptedBackend() as be, Proxy(tls_config(be, [self.a])) as px:
+            # A whole exchange each time, so that TLS 1.3's tickets (sent after the handshake)
+            # reach the client before it leaves.
+            request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+            for version in ("-tls1_2", "-tls1_3"):
+                sess = self.pki.path("sess" + version)
+                first = run("openssl", "s_client", "-connect", f"127.0.0.1:{px.port}", "-servername", "a.test",
+                            version, "-ign_eof", "-sess_out", sess, input=request)
+                self.assertIn(b"HTTP/1.1 200 OK", first.stdout, version)
+                out = run("openssl", "s_client", "-connect", f"127.0.0.1:{px.port}", "-servername", "a.test",
+                          version, "-ign_eof", "-sess_in", sess, input=request)
+                self.assertIn(b"Reused, TLS", out.stdout, version)
+                self.assertIn(b"HTTP/1.1 200 OK", out.stdout, version)
+            px.assert_idle()
+
+    def test_reload_reads_certificates_again_and_a_bad_one_keeps_the_old(self):
+        other = self.pki.leaf("c.test")
+        with ScriptedBackend() as be, Proxy(tls_config(be, [self.a])) as px:
+            def subject():
+                out = run("openssl", "s_client", "-connect", f"127.0.0.1:{px.port}", "-servername", "x",
+                          input=b"")
+                return [l for l in out.stdout.split(b"\n") if l.startswith(b"subject=")][0]
+            self.assertEqual(subject(), b"subject=CN = a.test")
+            reload_config(px, tls_config(be, [other]))
+            self.assertEqual(subject(), b"subject=CN = c.test")
+            err = reload_config(px, tls_config(be, [(other[0], self.a[1])]), result="failed")
+            self.assertIn("the key does not match the certificate", err)
+            self.assertEqual(subject(), b"subject=CN = c.test")
             px.assert_idle()
 
 

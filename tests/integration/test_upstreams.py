@@ -86,7 +86,10 @@ class KeepAlive(unittest.TestCase):
                     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     conn.sock.close()
 
-                with ScriptedBackend([first, serve_forever(lambda c, r: ok_response(b"again"))]) as be, \
+                # "Connection: close" on the answer to the retry, so that no pooled connection
+                # outlives the test (the backend would keep it until its own 5 s timeout).
+                again = ok_response(b"again", extra=b"Connection: close\r\n")
+                with ScriptedBackend([first, serve_forever(lambda c, r: again)]) as be, \
                         Proxy(make_config([be.address])) as px:
                     self.assertEqual(get(px.port, "/1").status, 200)
                     resp = http_request(px.port, method + b" /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
