@@ -103,7 +103,12 @@ bool TlsTransport::advance() {
             return false;
         }
         handshaking_ = false;
+        const bool had_plain = !plain_.empty();
         if (!encrypt_pending()) return false;
+        // What was written during the handshake is out: say so, as a write that the TCP
+        // transport took at once brings no drained event of its own.
+        if (had_plain && queued() == 0 && user_ != nullptr) user_->on_transport_drained(*this);
+        if (closing_) return false;
         if (!reading_) inner_->stop_reading();
     }
     while (reading_ && user_ != nullptr && !closing_ && !eof_told_) {

@@ -114,6 +114,8 @@ TEST_CASE("TLS: handshake, http/1.1 by ALPN, bytes both ways, close_notify as a 
     p.client->write("GET / HTTP/1.1\r\n\r\n");
     p.tcp.run_until([&] { return server_events.received.size() == 18; });
     CHECK(server_events.received == "GET / HTTP/1.1\r\n\r\n");
+    CHECK(client_events.drained == 1);  // what waited for the handshake is out
+    CHECK(p.client->queued() == 0);
     CHECK(p.server->handshake_done());
     CHECK(alpn_of(*p.server) == "http/1.1");
     CHECK(SSL_version(p.server->ssl()) == TLS1_3_VERSION);
