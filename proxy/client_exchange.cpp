@@ -272,6 +272,14 @@ void ClientConn::on_upstream_closed(UpstreamConn&, int status) {
             connect_next();
             return;
         }
+        const std::string tls_error = up_ != nullptr ? up_->tls_error() : std::string();
+        if (!tls_error.empty()) {
+            // A certificate that does not verify or names another host (docs/tls.md).
+            log_error("upstream %s server %s: %s", pool_->config().name.c_str(),
+                      pool_->server_name(up_->server()).c_str(), tls_error.c_str());
+            fail_exchange(502, "upstream TLS failed");
+            return;
+        }
         fail_exchange(502, status == UV_EOF ? "upstream closed before the response ended"
                                             : "upstream connection broken");
     }

@@ -20,6 +20,7 @@ struct Snapshot {
     StatsBinding stats;
     std::vector<std::vector<sockaddr_storage>> server_addresses;  // per Config::upstreams index
     std::vector<std::shared_ptr<ServerTls>> listener_tls;  // per Config::listen index; null: plain
+    std::vector<std::shared_ptr<ClientTls>> upstream_tls;  // per Config::upstreams index; null: plain
 };
 
 using SnapshotPtr = std::shared_ptr<const Snapshot>;

@@ -12,6 +12,7 @@ UpstreamConn::UpstreamConn(std::shared_ptr<UpstreamPool> pool, std::size_t serve
     : pool_(std::move(pool)),
       server_(server),
       transport_(new TcpTransport(pool_->worker().loop(), pool_->worker().io_buffers())),
+      tcp_(static_cast<TcpTransport*>(transport_)),
       timer_(new uv_timer_t) {
     uv_timer_init(pool_->worker().loop(), timer_);
     transport_->set_user(this);
@@ -25,7 +26,7 @@ void UpstreamConn::connect(UpstreamEvents& events, Millis timeout) {
     connecting_ = true;
     auto* req = new uv_connect_t;
     req->data = this;
-    int r = uv_tcp_connect(req, transport_->tcp(), pool_->address(server_), &UpstreamConn::on_connect);
+    int r = uv_tcp_connect(req, tcp_->tcp(), pool_->address(server_), &UpstreamConn::on_connect);
     if (r != 0) {
         delete req;
         // Report asynchronously-equivalent: the caller expects a callback, not a re-entrant one.
@@ -54,7 +55,20 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) {
         if (self->events_ != nullptr) self->events_->on_upstream_connect_failed(*self, status);
         return;
     }
-    uv_tcp_nodelay(self->transport_->tcp(), 1);
+    uv_tcp_nodelay(self->tcp_->tcp(), 1);
+    if (const ClientTls* tls = self->pool_->tls()) {
+        // TLS toward the server: the handshake starts now; what the exchange writes waits
+        // for it inside the transport, and a failed verification ends the read side.
+        SSL* ssl = tls->new_ssl(self->pool_->tls_name(self->server_));
+        if (ssl == nullptr) {
+            if (self->events_ != nullptr) self->events_->on_upstream_connect_failed(*self, UV_EPROTO);
+            return;
+        }
+        self->tls_ = new TlsTransport(self->pool_->worker().loop(), self->tcp_, ssl, self->pool_->worker().io_buffers());
+        self->transport_ = self->tls_;
+        self->transport_->set_user(self);
+        self->transport_->set_read_limit(Worker::kReadBufferSize);
+    }
     self->start_reading();
     if (self->events_ != nullptr) self->events_->on_upstream_connected(*self);
 }

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "proxy/transport/tcp_transport.hpp"
+#include "proxy/transport/tls_transport.hpp"
 #include "routing/config.hpp"
 
 namespace sy {
@@ -53,6 +54,8 @@ public:
     std::size_t server() const { return server_; }
     UpstreamPool& pool() { return *pool_; }
     bool reused() const { return reused_; }
+    // Why TLS toward the server failed (for the error log); empty otherwise.
+    std::string tls_error() const { return tls_ != nullptr ? tls_->error() : std::string(); }
     bool idle() const { return events_ == nullptr; }
     // The connection becomes one end of a tunnel, which becomes its transport's user: the
     // timer, which only pooling and connecting need, is given back.
@@ -78,8 +81,11 @@ private:
     std::shared_ptr<UpstreamPool> pool_;
     std::size_t server_;
     UpstreamEvents* events_ = nullptr;
-    // The server's byte stream; it frees itself after close() and then frees us.
-    TcpTransport* transport_;
+    // The server's byte stream (TCP, or TLS over it); it frees itself after close() and
+    // then frees us.
+    Transport* transport_;
+    TcpTransport* tcp_;            // the TCP under it, for connecting
+    TlsTransport* tls_ = nullptr;  // transport_ when the pool speaks TLS
     // Connect timeout while connecting, idle timeout while pooled; on the heap so that a
     // tunnel can give it back (null then).
     uv_timer_t* timer_ = nullptr;

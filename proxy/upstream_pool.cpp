@@ -185,4 +185,13 @@ void UpstreamPool::close_idle() {
     while (!idle_.empty()) idle_.back()->close();
 }
 
+std::string UpstreamPool::tls_name(std::size_t server) const {
+    if (config_.tls && !config_.tls->server_name.empty()) return config_.tls->server_name;
+    std::string host = slots_[server].name;
+    const std::size_t colon = host.rfind(':');
+    if (colon != std::string::npos) host.erase(colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return host;
+}
+
 }  // namespace sy

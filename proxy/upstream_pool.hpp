@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "proxy/ops/stats.hpp"
+#include "proxy/transport/tls_context.hpp"
 #include "routing/config.hpp"
 
 namespace sy {
@@ -59,6 +60,11 @@ public:
     bool set_check_result(std::size_t server, bool up);
 
     const UpstreamConfig& config() const { return config_; }
+    // TLS toward the servers (null: plain TCP), from the current configuration snapshot.
+    void set_tls(std::shared_ptr<const ClientTls> tls) { tls_ = std::move(tls); }
+    const ClientTls* tls() const { return tls_.get(); }
+    // The name TLS sends (SNI) and verifies for `server`: server_name, else its host.
+    std::string tls_name(std::size_t server) const;
     const sockaddr* address(std::size_t server) const;
     // The server's address as configured ("127.0.0.1:9001"), for logs and labels.
     const std::string& server_name(std::size_t server) const { return slots_[server].name; }
@@ -97,6 +103,7 @@ private:
 
     Worker& worker_;
     UpstreamConfig config_;
+    std::shared_ptr<const ClientTls> tls_;
     std::vector<Slot> slots_;
     std::vector<std::size_t> order_;   // slots in service, in the configuration's order
     std::vector<UpstreamConn*> idle_;  // most recently used last

@@ -32,6 +32,7 @@ Worker::Worker(SnapshotPtr snapshot, unsigned id, std::vector<int> listen_fds, A
     for (std::size_t u = 0; u < config.upstreams.size(); ++u) {
         generation->pools.push_back(std::make_shared<UpstreamPool>(*this, config.upstreams[u], snapshot->stats.upstreams[u],
                                                                    snapshot->server_addresses[u]));
+        generation->pools.back()->set_tls(snapshot->upstream_tls[u]);
     }
     generation->snapshot = std::move(snapshot);
     current_ = std::move(generation);
@@ -184,6 +185,7 @@ void Worker::apply(PendingReload reload) {
         if (!pool) {
             pool = std::make_shared<UpstreamPool>(*this, upstream, snap.stats.upstreams[u], snap.server_addresses[u]);
         }
+        pool->set_tls(snap.upstream_tls[u]);
         generation->pools.push_back(std::move(pool));
     }
     for (std::size_t old = 0; old < current_->pools.size(); ++old) {

@@ -53,9 +53,18 @@ struct HealthConfig {
     std::optional<HealthCheck> check;
 };
 
+// TLS toward the servers of a pool.
+struct UpstreamTls {
+    std::string ca_file;      // empty: the system trust store
+    std::string ca_pem;       // its content, read at load
+    std::string server_name;  // SNI and the name verified; empty: each server's host
+    bool verify = true;
+};
+
 struct UpstreamConfig {
     std::string name;
     std::vector<Address> servers;
+    std::optional<UpstreamTls> tls;
     Balance balance = Balance::round_robin;
     std::uint32_t keepalive = 32;  // idle pooled connections per worker
     HealthConfig health;

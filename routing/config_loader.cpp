@@ -77,6 +77,7 @@ private:
     void read_workers(const Entry& entry, Config& config);
     void read_upstreams(const Entry& entry, Config& config);
     void read_upstream(const Entry& entry, UpstreamConfig& upstream);
+    std::optional<UpstreamTls> read_upstream_tls(const Entry& entry);
     void read_health(const Entry& entry, HealthConfig& health);
     void read_routes(const Entry& entry, Config& config);
     void read_route(const Entry& entry, RouteConfig& route);
@@ -92,12 +93,14 @@ private:
     void name_routes(Config& config);
 
     Reader& r_;
+    std::string file_;  // the configuration file, for relative paths
     bool upstreams_read_ = false;          // the upstreams section was a map
     std::vector<YAML::Mark> route_upstream_marks_;  // per route, where `upstream` is
     std::vector<YAML::Mark> route_name_marks_;      // per route, where `name` is (null: unnamed)
 };
 
 void ConfigReader::read_root(const YAML::Node& root, Config& config) {
+    file_ = config.file;
     if (!root.IsMap()) {
         r_.error(root.Mark(), "expected a map at the top level (with listen, upstreams and routes), got " +
                                   config_detail::describe(root));
@@ -324,7 +327,7 @@ void ConfigReader::read_upstream(const Entry& entry, UpstreamConfig& upstream) {
     if (!r_.expect_map(entry)) {
         return;
     }
-    const Fields fields = r_.fields(entry.value, {"servers", "balance", "keepalive", "health"});
+    const Fields fields = r_.fields(entry.value, {"servers", "balance", "keepalive", "health", "tls"});
     const Entry* servers = fields.find("servers");
     if (servers == nullptr) {
         r_.error(entry.value_mark(), "upstream " + quoted(upstream.name) + " has no servers");
@@ -351,6 +354,38 @@ void ConfigReader::read_upstream(const Entry& entry, UpstreamConfig& upstream) {
     if (const Entry* e = fields.find("health")) {
         read_health(*e, upstream.health);
     }
+    if (const Entry* e = fields.find("tls")) {
+        upstream.tls = read_upstream_tls(*e);
+    }
+}
+
+// upstreams.<name>.tls: ca (default: the system store), server_name, verify (default true).
+std::optional<UpstreamTls> ConfigReader::read_upstream_tls(const Entry& entry) {
+    if (!r_.expect_map(entry)) return std::nullopt;
+    const Fields fields = r_.fields(entry.value, {"ca", "server_name", "verify"});
+    UpstreamTls tls;
+    if (const Entry* e = fields.find("ca")) {
+        if (auto path = r_.scalar(*e)) {
+            const std::size_t slash = file_.rfind('/');
+            tls.ca_file = path->empty() || (*path)[0] == '/' || slash == std::string::npos
+                              ? *path
+                              : file_.substr(0, slash + 1) + *path;
+            std::string error;
+            if (auto pem = read_text_file(tls.ca_file, &error)) {
+                tls.ca_pem = std::move(*pem);
+                if (!check_ca_bundle(tls.ca_pem)) r_.error(e->value_mark(), "no PEM certificate in " + tls.ca_file);
+            } else {
+                r_.error(e->value_mark(), error);
+            }
+        }
+    }
+    if (const Entry* e = fields.find("server_name")) {
+        if (auto name = r_.scalar(*e)) tls.server_name = *name;
+    }
+    if (const Entry* e = fields.find("verify")) {
+        if (auto value = r_.boolean(*e)) tls.verify = *value;
+    }
+    return tls;
 }
 
 void ConfigReader::read_health(const Entry& entry, HealthConfig& health) {

@@ -50,4 +50,14 @@ std::string check_cert_and_key(const std::string& cert_pem, const std::string& k
     return problem;
 }
 
+bool check_ca_bundle(const std::string& pem) {
+    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    ERR_clear_error();
+    const bool ok = cert != nullptr;
+    X509_free(cert);
+    return ok;
+}
+
 }  // namespace sy

@@ -14,4 +14,7 @@ std::optional<std::string> read_text_file(const std::string& path, std::string* 
 // key belongs to the first certificate, else why not.
 std::string check_cert_and_key(const std::string& cert_pem, const std::string& key_pem);
 
+// True when `pem` holds at least one PEM certificate (a CA bundle).
+bool check_ca_bundle(const std::string& pem);
+
 }  // namespace sy

@@ -44,6 +44,15 @@ std::shared_ptr<const Snapshot> make_snapshot(Config config, std::string* error)
             }
         }
         snapshot->server_addresses.push_back(std::move(addresses));
+        std::shared_ptr<ClientTls> tls;
+        if (upstream.tls) {
+            tls = ClientTls::make(upstream.tls->ca_pem, upstream.tls->verify, error);
+            if (!tls) {
+                *error = "upstream " + upstream.name + ": " + *error;
+                return nullptr;
+            }
+        }
+        snapshot->upstream_tls.push_back(std::move(tls));
     }
     for (const ListenerConfig& listener : config.listen) {
         std::shared_ptr<ServerTls> tls;

@@ -156,4 +156,59 @@ int ServerTls::on_servername(SSL* ssl, int*, void* arg) {
     return SSL_TLSEXT_ERR_OK;
 }
 
+std::shared_ptr<ClientTls> ClientTls::make(const std::string& ca_pem, bool verify, std::string* error) {
+    auto tls = std::make_shared<ClientTls>();
+    tls->ctx_.reset(SSL_CTX_new(TLS_client_method()));
+    if (!tls->ctx_) {
+        *error = last_ssl_error("cannot create a TLS context");
+        return nullptr;
+    }
+    SSL_CTX* ctx = tls->ctx_.get();
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
+    tls->verify_ = verify;
+    if (verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+        if (ca_pem.empty()) {
+            SSL_CTX_set_default_verify_paths(ctx);
+        } else {
+            X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+            BIO* bio = BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size()));
+            int added = 0;
+            while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+                added += X509_STORE_add_cert(store, cert) == 1 ? 1 : 0;
+                X509_free(cert);
+            }
+            BIO_free(bio);
+            ERR_clear_error();
+            if (added == 0) {
+                *error = "no CA certificate could be loaded";
+                return nullptr;
+            }
+        }
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    }
+    return tls;
+}
+
+SSL* ClientTls::new_ssl(const std::string& host) const {
+    SSL* ssl = SSL_new(ctx_.get());
+    if (ssl == nullptr) return nullptr;
+    SSL_set_connect_state(ssl);
+    const bool is_address = host.find(':') != std::string::npos ||
+                            host.find_first_not_of("0123456789.") == std::string::npos;
+    if (!is_address) SSL_set_tlsext_host_name(ssl, host.c_str());
+    if (verify_) {
+        if (is_address) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str());
+        } else {
+            SSL_set1_host(ssl, host.c_str());
+        }
+    }
+    return ssl;
+}
+
 }  // namespace sy

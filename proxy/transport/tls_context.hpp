@@ -42,4 +42,18 @@ private:
     std::vector<std::vector<std::string>> names_;  // the DNS names of each certificate
 };
 
+class ClientTls {
+public:
+    // `ca_pem` empty: the system trust store. Null with `error` set on failure.
+    static std::shared_ptr<ClientTls> make(const std::string& ca_pem, bool verify, std::string* error);
+
+    // A new client-side SSL toward `host` (a name or an address as configured): SNI when it
+    // is a name, and with verification the certificate must name it.
+    SSL* new_ssl(const std::string& host) const;
+
+private:
+    SslCtxPtr ctx_;
+    bool verify_ = true;
+};
+
 }  // namespace sy

@@ -244,6 +244,101 @@ class TlsListener(unittest.TestCase):
             px.assert_idle()
 
 
+class TlsBackend:
+    """A TLS server on 127.0.0.1:0 (Python's ssl module): answers every request with
+    200 "secure" and closes."""
+
+    def __init__(self, cert, key):
+        import threading
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                continue
+            try:
+                raw.settimeout(5)
+                conn = self.ctx.wrap_socket(raw, server_side=True)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.requests.append(data)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecure")
+                conn.close()
+            except (OSError, ssl.SSLError):
+                raw.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(2)
+        self.listener.close()
+        return False
+
+
+@unittest.skipUnless(HAVE_TOOLS, "openssl is needed")
+class TlsUpstream(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+        cls.a = cls.pki.leaf("a.test")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki.cleanup()
+
+    def fetch(self, tls):
+        from harness import get
+        with TlsBackend(*self.a) as be, \
+                Proxy(make_config([be.address], upstreams={"app": {"servers": [be.address], "tls": tls}})) as px:
+            resp = get(px.port, "/s")
+            px.assert_idle()
+            return resp, be, px.stderr()
+
+    def test_verified_server(self):
+        resp, be, _ = self.fetch({"ca": self.pki.ca, "server_name": "a.test"})
+        self.assertEqual((resp.status, resp.body), (200, b"secure"))
+        self.assertTrue(be.requests[0].startswith(b"GET /s HTTP/1.1\r\n"))
+
+    def test_certificate_for_another_name_is_502_with_the_reason_logged(self):
+        resp, be, err = self.fetch({"ca": self.pki.ca, "server_name": "b.test"})
+        self.assertEqual(resp.status, 502)
+        self.assertEqual(be.requests, [])
+        self.assertIn("TLS handshake failed", err)
+        self.assertIn("certificate verify failed", err)
+
+    def test_address_without_server_name_is_checked_against_the_address(self):
+        resp, _, err = self.fetch({"ca": self.pki.ca})
+        self.assertEqual(resp.status, 502)
+        self.assertIn("certificate verify failed", err)
+
+    def test_unknown_ca_is_502(self):
+        resp, _, err = self.fetch({"server_name": "a.test"})  # the system store does not know our CA
+        self.assertEqual(resp.status, 502)
+        self.assertIn("certificate verify failed", err)
+
+    def test_verify_false_accepts_any_certificate(self):
+        resp, _, _ = self.fetch({"server_name": "b.test", "verify": False})
+        self.assertEqual((resp.status, resp.body), (200, b"secure"))
+
+
 @unittest.skipUnless(HAVE_TOOLS, "openssl is needed")
 class TlsCheck(unittest.TestCase):
     def test_check_reports_unreadable_files_and_mismatched_keys(self):
