@@ -277,6 +277,20 @@ class TlsBackend:
                         break
                     data += chunk
                 self.requests.append(data)
+                key = [l.split(b": ", 1)[1] for l in data.split(b"\r\n")
+                       if l.lower().startswith(b"sec-websocket-key:")]
+                if key:  # an upgrade: 101, then echo until EOF (close_notify), then ours
+                    accept = base64.b64encode(hashlib.sha1(key[0] + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                    while True:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        conn.sendall(chunk)
+                    conn.unwrap()
+                    raw.close()
+                    continue
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecure")
                 conn.close()
             except (OSError, ssl.SSLError):
@@ -333,6 +347,37 @@ class TlsUpstream(unittest.TestCase):
         resp, _, err = self.fetch({"server_name": "a.test"})  # the system store does not know our CA
         self.assertEqual(resp.status, 502)
         self.assertIn("certificate verify failed", err)
+
+    def test_tls_client_to_tls_backend_tunnel(self):
+        # wss from the client, TLS to the backend: two TLS transports around one tunnel.
+        with TlsBackend(*self.a) as be:
+            cfg = make_config([be.address],
+                              upstreams={"app": {"servers": [be.address],
+                                                 "tls": {"ca": self.pki.ca, "server_name": "a.test"}}},
+                              listen=[{"address": "127.0.0.1:0", "tls": {"cert": self.a[0], "key": self.a[1]}}],
+                              routes=[{"match": {"path_prefix": "/"}, "upstream": "app",
+                                       "upgrade": {"allow": ["websocket"]}}])
+            with Proxy(cfg) as px:
+                ctx = ssl.create_default_context(cafile=self.pki.ca)
+                s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", px.port)), server_hostname="a.test")
+                s.sendall(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += s.recv(1)
+                self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+                payload = os.urandom(300000)
+                s.sendall(payload)
+                s.settimeout(10)
+                echoed = b""
+                while len(echoed) < len(payload):
+                    chunk = s.recv(65536)
+                    self.assertTrue(chunk)
+                    echoed += chunk
+                self.assertEqual(echoed, payload)
+                s.close()
+                px.wait_metric("switchyard_tunnels_active", 0)
+                px.assert_idle()
 
     def test_verify_false_accepts_any_certificate(self):
         resp, _, _ = self.fetch({"server_name": "b.test", "verify": False})
