@@ -149,19 +149,12 @@ void TcpTransport::on_shutdown(uv_shutdown_t* req, int status) {
 void TcpTransport::close(ClosedCallback closed, void* arg) {
     if (closing_) return;
     closing_ = true;
-    closed_ = closed;
-    closed_arg_ = arg;
+    set_closed_callback(closed, arg);
     user_ = nullptr;
     reading_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &TcpTransport::on_closed);
 }
 
-void TcpTransport::on_closed(uv_handle_t* handle) {
-    auto* self = static_cast<TcpTransport*>(handle->data);
-    const ClosedCallback closed = self->closed_;
-    void* arg = self->closed_arg_;
-    delete self;
-    if (closed != nullptr) closed(arg);
-}
+void TcpTransport::on_closed(uv_handle_t* handle) { finish_close(static_cast<TcpTransport*>(handle->data)); }
 
 }  // namespace sy

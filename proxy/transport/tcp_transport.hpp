@@ -52,8 +52,6 @@ private:
     BufferPool& buffers_;
     StreamWriter writer_;
     std::size_t buffer_bytes_queued_ = 0;  // rests of pool buffers being written
-    ClosedCallback closed_ = nullptr;
-    void* closed_arg_ = nullptr;
 };
 
 }  // namespace sy

@@ -10,9 +10,8 @@
 #include <openssl/x509v3.h>
 
 namespace sy {
-namespace {
 
-std::string last_ssl_error(const char* what) {
+std::string ssl_error_text(const char* what) {
     std::string out = what;
     const unsigned long code = ERR_peek_last_error();
     if (code != 0) {
@@ -24,6 +23,8 @@ std::string last_ssl_error(const char* what) {
     ERR_clear_error();
     return out;
 }
+
+namespace {
 
 // RFC 7301 §3.2: http/1.1 when offered; a client offering only other protocols (h2) gets
 // the no_application_protocol alert.
@@ -70,7 +71,7 @@ bool name_matches(const std::string& pattern, const char* host) {
 SslCtxPtr make_context(const CertKeyPem& pair, int min_version, std::vector<std::string>* names, std::string* error) {
     SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
     if (!ctx) {
-        *error = last_ssl_error("cannot create a TLS context");
+        *error = ssl_error_text("cannot create a TLS context");
         return nullptr;
     }
     SSL_CTX_set_min_proto_version(ctx.get(), min_version);
@@ -84,7 +85,7 @@ SslCtxPtr make_context(const CertKeyPem& pair, int min_version, std::vector<std:
     if (leaf == nullptr || SSL_CTX_use_certificate(ctx.get(), leaf) != 1) {
         BIO_free(bio);
         X509_free(leaf);
-        *error = last_ssl_error("not a PEM certificate");
+        *error = ssl_error_text("not a PEM certificate");
         return nullptr;
     }
     *names = dns_names(leaf);
@@ -99,17 +100,17 @@ SslCtxPtr make_context(const CertKeyPem& pair, int min_version, std::vector<std:
     EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
     BIO_free(bio);
     if (key == nullptr) {
-        *error = last_ssl_error("not a PEM private key");
+        *error = ssl_error_text("not a PEM private key");
         return nullptr;
     }
     if (SSL_CTX_use_PrivateKey(ctx.get(), key) != 1) {  // OpenSSL checks it against the certificate
         EVP_PKEY_free(key);
-        *error = last_ssl_error("the key does not match the certificate");
+        *error = ssl_error_text("the key does not match the certificate");
         return nullptr;
     }
     EVP_PKEY_free(key);
     if (SSL_CTX_check_private_key(ctx.get()) != 1) {
-        *error = last_ssl_error("the key does not match the certificate");
+        *error = ssl_error_text("the key does not match the certificate");
         return nullptr;
     }
     return ctx;
@@ -160,7 +161,7 @@ std::shared_ptr<ClientTls> ClientTls::make(const std::string& ca_pem, bool verif
     auto tls = std::make_shared<ClientTls>();
     tls->ctx_.reset(SSL_CTX_new(TLS_client_method()));
     if (!tls->ctx_) {
-        *error = last_ssl_error("cannot create a TLS context");
+        *error = ssl_error_text("cannot create a TLS context");
         return nullptr;
     }
     SSL_CTX* ctx = tls->ctx_.get();

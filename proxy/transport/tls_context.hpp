@@ -22,6 +22,10 @@ struct SslCtxDeleter {
 };
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 
+// `what`, then OpenSSL's reason for the last error on this thread (if any); clears the
+// thread's OpenSSL error queue.
+std::string ssl_error_text(const char* what);
+
 struct CertKeyPem {
     std::string cert_pem;  // the chain, leaf first
     std::string key_pem;

@@ -4,6 +4,7 @@
 
 #include <openssl/err.h>
 
+#include "proxy/transport/tls_context.hpp"
 #include "proxy/uv_util.hpp"
 
 namespace sy {
@@ -65,17 +66,7 @@ void TlsTransport::on_transport_read_end(Transport&, int status) {
     if (handshaking_ || reading_) advance();
 }
 
-void TlsTransport::record_ssl_error(const char* what) {
-    error_ = what;
-    const unsigned long code = ERR_peek_last_error();
-    if (code != 0) {
-        char text[256];
-        ERR_error_string_n(code, text, sizeof text);
-        error_ += ": ";
-        error_ += text;
-    }
-    ERR_clear_error();
-}
+void TlsTransport::record_ssl_error(const char* what) { error_ = ssl_error_text(what); }
 
 void TlsTransport::fail(const char* what, int status) {
     if (error_.empty()) error_ = what;
@@ -156,9 +147,13 @@ bool TlsTransport::flush_ciphertext() {
 
 bool TlsTransport::encrypt_pending() {
     if (handshaking_ || plain_.empty()) return !write_failed_;
-    const int n = SSL_write(ssl_, plain_.data(), static_cast<int>(plain_.size()));
+    const bool ok = encrypt(plain_.data(), plain_.size());
     plain_.clear();
-    if (n <= 0) {
+    return ok;
+}
+
+bool TlsTransport::encrypt(const char* data, std::size_t len) {
+    if (SSL_write(ssl_, data, static_cast<int>(len)) <= 0) {
         record_ssl_error("TLS write failed");
         on_transport_write_failed(*inner_, UV_EPROTO);
         return false;
@@ -168,6 +163,13 @@ bool TlsTransport::encrypt_pending() {
 
 bool TlsTransport::write(std::initializer_list<std::string_view> pieces) {
     if (write_failed_ || closing_) return false;
+    if (pieces.size() == 1 && !corked_ && !handshaking_ && plain_.empty()) {
+        // One piece with nothing before it: encrypted from where it is, no copy.
+        const std::string_view p = *pieces.begin();
+        if (p.empty()) return true;
+        bytes_written_ += p.size();
+        return encrypt(p.data(), p.size());
+    }
     std::string& to = corked_ ? cork_ : plain_;
     for (std::string_view p : pieces) {
         to.append(p);
@@ -187,14 +189,9 @@ Transport::Written TlsTransport::write_buffer(BufferPool::Buffer* buf, std::size
         if (!corked_ && !encrypt_pending()) return Written::failed;
         return queued() > 0 ? Written::queued : Written::all;
     }
-    const int n = SSL_write(ssl_, buf->data(), static_cast<int>(len));
+    const bool ok = encrypt(buf->data(), len);
     buf->pool->give(buf);
-    if (n <= 0) {
-        record_ssl_error("TLS write failed");
-        on_transport_write_failed(*inner_, UV_EPROTO);
-        return Written::failed;
-    }
-    if (!flush_ciphertext()) return Written::failed;
+    if (!ok) return Written::failed;
     return inner_->queued() > 0 ? Written::queued : Written::all;
 }
 
@@ -237,18 +234,11 @@ void TlsTransport::close(ClosedCallback closed, void* arg) {
     closing_ = true;
     user_ = nullptr;
     reading_ = false;
-    closed_ = closed;
-    closed_arg_ = arg;
+    set_closed_callback(closed, arg);
     close_and_free(deferred_);
     inner_->close(&TlsTransport::on_inner_closed, this);
 }
 
-void TlsTransport::on_inner_closed(void* self) {
-    auto* t = static_cast<TlsTransport*>(self);
-    const ClosedCallback closed = t->closed_;
-    void* arg = t->closed_arg_;
-    delete t;
-    if (closed != nullptr) closed(arg);
-}
+void TlsTransport::on_inner_closed(void* self) { finish_close(static_cast<TlsTransport*>(self)); }
 
 }  // namespace sy

@@ -64,6 +64,8 @@ private:
     bool advance();
     // Encrypts plain_ (after the handshake) and moves ciphertext to the TCP transport.
     bool encrypt_pending();
+    // SSL_write, then the ciphertext to the TCP transport; false (and the user told) on failure.
+    bool encrypt(const char* data, std::size_t len);
     bool flush_ciphertext();
     void fail(const char* what, int status);
     void record_ssl_error(const char* what);
@@ -80,8 +82,6 @@ private:
     std::string cork_;
     std::string error_;
     uv_timer_t* deferred_ = nullptr;  // created when plaintext waits for a reader
-    ClosedCallback closed_ = nullptr;
-    void* closed_arg_ = nullptr;
     std::uint64_t bytes_written_ = 0;
     int inner_end_ = 0;             // the TCP transport's read end status, once seen
     bool handshaking_ = true;

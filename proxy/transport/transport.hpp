@@ -83,6 +83,19 @@ public:
     virtual void close(ClosedCallback closed = nullptr, void* arg = nullptr) = 0;
 
 protected:
+    // For close(): remember who to tell, and (from the last close callback) free the
+    // transport and tell them.
+    void set_closed_callback(ClosedCallback closed, void* arg) {
+        closed_ = closed;
+        closed_arg_ = arg;
+    }
+    static void finish_close(Transport* t) {
+        const ClosedCallback closed = t->closed_;
+        void* arg = t->closed_arg_;
+        delete t;
+        if (closed != nullptr) closed(arg);
+    }
+
     static constexpr std::size_t kMaxReadLimit = 1u << 30;
     TransportUser* user_ = nullptr;
     std::uint32_t read_limit_ = 64 * 1024;
@@ -91,6 +104,10 @@ protected:
     // transports, so every 8 bytes count).
     bool write_failed_ = false;
     bool closing_ = false;
+
+private:
+    ClosedCallback closed_ = nullptr;
+    void* closed_arg_ = nullptr;
 };
 
 }  // namespace sy

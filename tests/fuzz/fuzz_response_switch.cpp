@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "parser/http_parser.hpp"
+#include "tests/fuzz/fuzz_support.hpp"
 #include "parser/tokens.hpp"
 #include "routing/upgrade_policy.hpp"
 
@@ -29,24 +30,12 @@ sy::UpgradeDecision forwarded_websocket() {
     return sy::decide(request, rule);
 }
 
-struct Handler final : sy::HttpParser::Handler {
-    sy::MessageHead head;
-    bool have_head = false;
-    sy::HttpParser::AfterHead on_head(sy::MessageHead& h) override {
-        head = h;
-        have_head = true;
-        return sy::HttpParser::AfterHead::proceed;
-    }
-    void on_body(std::string_view) override {}
-    void on_message_end() override {}
-};
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
     static const sy::UpgradeDecision decision = forwarded_websocket();
     if (decision.kind != sy::UpgradeDecision::Kind::forward) std::abort();
-    Handler handler;
+    fuzz::HeadCatcher handler;
     sy::HttpParser parser(sy::HttpParser::Kind::response, handler, sy::HttpParser::Limits{8192, 64});
     const sy::HttpParser::Result r = parser.feed(reinterpret_cast<const char*>(bytes), size);
     if (r.consumed > size) std::abort();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "parser/http_parser.hpp"
+#include "tests/fuzz/fuzz_support.hpp"
 #include "parser/tokens.hpp"
 #include "routing/upgrade_policy.hpp"
 
@@ -128,18 +129,6 @@ bool valid_key(std::string_view key) {
     return (bits & 0x0f) == 0;  // 16 bytes = 128 bits: the last character carries 2 of them
 }
 
-struct Handler final : sy::HttpParser::Handler {
-    sy::MessageHead head;
-    bool have_head = false;
-    sy::HttpParser::AfterHead on_head(sy::MessageHead& h) override {
-        head = h;
-        have_head = true;
-        return sy::HttpParser::AfterHead::pause;
-    }
-    void on_body(std::string_view) override {}
-    void on_message_end() override {}
-};
-
 std::string joined(const std::vector<std::string>& v) {
     std::string out;
     for (const std::string& s : v) out += (out.empty() ? "" : ", ") + s;
@@ -156,7 +145,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     for (int i = 0; i < 8; ++i) {
         if ((bytes[1] >> i) & 1) rule.allow.emplace_back(kAllow[i]);
     }
-    Handler handler;
+    fuzz::HeadCatcher handler(sy::HttpParser::AfterHead::pause);
     sy::HttpParser parser(sy::HttpParser::Kind::request, handler, sy::HttpParser::Limits{8192, 64});
     parser.feed(reinterpret_cast<const char*>(bytes + 2), size - 2);
     if (!handler.have_head) return 0;
