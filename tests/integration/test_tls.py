@@ -178,6 +178,52 @@ class TlsListener(unittest.TestCase):
             px.assert_idle()
 
 
+    def test_backend_eof_becomes_close_notify_and_the_client_direction_goes_on(self):
+        # upgrade-semantics, TLS: an EOF from one side becomes close_notify plus a write
+        # shutdown toward a TLS peer; the other direction keeps flowing.
+        got_after = []
+
+        def script(conn):
+            req = conn.recv_request()
+            key = [l.split(b": ")[1] for l in req.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\nfrom backend")
+            conn.sock.shutdown(socket.SHUT_WR)
+            data = b""
+            while True:
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            got_after.append(data)
+
+        with ScriptedBackend(script) as be, Proxy(tls_config(be, [self.a], websocket=True)) as px:
+            ctx = ssl.create_default_context(cafile=self.pki.ca)
+            # suppress_ragged_eofs=False: a TCP EOF without close_notify raises instead of
+            # reading as b"", so b"" below proves the close_notify.
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", px.port)), server_hostname="a.test",
+                                suppress_ragged_eofs=False)
+            s.settimeout(5)
+            s.sendall(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break  # close_notify
+                data += chunk
+            self.assertTrue(data.startswith(b"HTTP/1.1 101 "), data)
+            self.assertTrue(data.endswith(b"\r\n\r\nfrom backend"), data)
+            s.sendall(b"after half-close")  # our direction is still open
+            s.close()
+            deadline = time.monotonic() + 5
+            while not got_after and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertEqual(got_after, [b"after half-close"])
+            px.wait_metric("switchyard_tunnels_active", 0)
+            px.assert_idle()
+
     def test_wss_with_python_websockets(self):
         import asyncio
         import websockets
