@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fault storm and soak (docs/security.md, "Fault storm"): bench/soak.sh DURATION_SECONDS [OUT_DIR]
-# Drives the release build (or $SWITCHYARD_BIN) with verified traffic, faults from both
+# Drives the release build (or $SWITCHYARD_BIN) (bench/soak.py: the scenarios; bench/soak_backend.py:
+# the chaos backend and HTTP helpers) with verified traffic, faults from both
 # sides and hostile requests for DURATION seconds; writes OUT_DIR/soak.csv, soak.png
 # (gnuplot) and summary.json, prints the verdicts, and exits 1 if any of them fails.
 set -euo pipefail
