@@ -1,0 +1,32 @@
+// Base64 (RFC 4648 §4) for the `base64` WebSocket subprotocol, websockify's: text messages
+// carry base64 of the bytes. Encoding writes into a caller's buffer; decoding takes a
+// message in pieces split anywhere and is strict (alphabet only, padding only at the end).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sy {
+
+constexpr std::size_t base64_encoded_size(std::size_t n) { return (n + 2) / 3 * 4; }
+// Writes base64_encoded_size(n) characters at `out` (which must not overlap `in`).
+void base64_encode(const char* in, std::size_t n, char* out);
+
+class Base64Decoder {
+public:
+    // Decodes the next piece of a message into `out` (room for (n + 3) / 4 * 3 bytes; no
+    // overlap with `in`) and returns how many bytes it wrote, or -1 when the text is not
+    // base64 (and from then on).
+    std::ptrdiff_t decode(const char* in, std::size_t n, char* out);
+    // The message ends here: true when it ended on a whole group.
+    bool finish();
+
+private:
+    std::uint32_t bits_ = 0;     // the sextets of the group being read
+    std::uint8_t have_ = 0;      // how many of them (0..3)
+    std::uint8_t padding_ = 0;   // '=' seen in this group
+    bool ended_ = false;         // a padded group ended the data
+    bool failed_ = false;
+};
+
+}  // namespace sy
