@@ -72,10 +72,18 @@ struct UpstreamConfig {
 
 enum class OnDisallowed { strip, reject };
 
+// upgrade.terminate: the proxy is the WebSocket server and the upstream a plain TCP service.
+enum class Terminate { none, websocket };
+
 struct UpgradeConfig {
     std::vector<std::string> allow;  // "name", "name/version" or "*", as written
     OnDisallowed on_disallowed = OnDisallowed::strip;
     bool require = false;
+    Terminate terminate = Terminate::none;
+    // With terminate: the Sec-WebSocket-Protocol values the proxy may select, in its order
+    // of preference: "binary" and/or "base64" (websockify's).
+    std::vector<std::string> subprotocols;
+    std::uint64_t max_message = 1024 * 1024;  // with terminate: larger client messages close with 1009
 };
 
 struct RouteMatch {

@@ -13,6 +13,7 @@
 #include "parser/tokens.hpp"
 #include "routing/tls_files.hpp"
 #include "routing/yaml_text.hpp"
+#include "routing/config_reader.hpp"
 #include "routing/yaml_reader.hpp"
 
 namespace sy {
@@ -22,81 +23,10 @@ using config_detail::Fields;
 using config_detail::Reader;
 using config_detail::quoted;
 
-namespace {
+namespace config_detail {
 
 constexpr unsigned kMaxWorkers = 1024;
 
-// RFC 9110 §5.6.2 token.
-bool is_token(std::string_view text) {
-    return !text.empty() && std::all_of(text.begin(), text.end(), is_tchar);
-}
-
-// "name" or "name/version", both tokens (RFC 9110 §7.8 protocol).
-bool is_protocol(std::string_view text) {
-    const auto slash = text.find('/');
-    if (slash == std::string_view::npos) {
-        return is_token(text);
-    }
-    return is_token(text.substr(0, slash)) && is_token(text.substr(slash + 1));
-}
-
-// An exact host name (letters, digits, '-', '_', non-empty dot-separated labels), an IPv6
-// literal in brackets, or "*." followed by a name. Already lower-cased.
-bool is_host_pattern(std::string_view pattern) {
-    if (pattern.size() > 2 && pattern.front() == '[' && pattern.back() == ']') {
-        const std::string_view inside = pattern.substr(1, pattern.size() - 2);
-        return std::all_of(inside.begin(), inside.end(), [](char c) {
-            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == ':' || c == '.';
-        });
-    }
-    if (pattern.starts_with("*.")) {
-        pattern.remove_prefix(2);
-    }
-    if (pattern.empty() || pattern.front() == '.' || pattern.back() == '.' ||
-        pattern.find("..") != std::string_view::npos) {
-        return false;
-    }
-    return std::all_of(pattern.begin(), pattern.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-    });
-}
-
-
-// Reads one section into `config`. Each takes the section's entry in its parent map.
-class ConfigReader {
-public:
-    explicit ConfigReader(Reader& reader) : r_(reader) {}
-
-    void read_root(const YAML::Node& root, Config& config);
-
-private:
-    void read_listen(const Entry& entry, Config& config);
-    std::optional<ListenerTls> read_listener_tls(const Entry& entry, const std::string& config_file);
-    std::optional<TlsCertificate> read_certificate(const Entry& cert, const Entry& key, const std::string& config_file);
-    void read_workers(const Entry& entry, Config& config);
-    void read_upstreams(const Entry& entry, Config& config);
-    void read_upstream(const Entry& entry, UpstreamConfig& upstream);
-    std::optional<UpstreamTls> read_upstream_tls(const Entry& entry);
-    void read_health(const Entry& entry, HealthConfig& health);
-    void read_routes(const Entry& entry, Config& config);
-    void read_route(const Entry& entry, RouteConfig& route);
-    void read_match(const Entry& entry, RouteMatch& match);
-    void read_upgrade(const Entry& entry, UpgradeConfig& upgrade);
-    void read_timeouts(const Entry& entry, Timeouts& timeouts);
-    void read_limits(const Entry& entry, Limits& limits);
-    void read_tunnel(const Entry& entry, TunnelConfig& tunnel);
-    void read_forwarding(const Entry& entry, ForwardingConfig& forwarding);
-    void read_admin(const Entry& entry, Config& config);
-    void read_access_log(const Entry& entry, AccessLogConfig& access_log);
-    void resolve_upstreams(Config& config);
-    void name_routes(Config& config);
-
-    Reader& r_;
-    std::string file_;  // the configuration file, for relative paths
-    bool upstreams_read_ = false;          // the upstreams section was a map
-    std::vector<YAML::Mark> route_upstream_marks_;  // per route, where `upstream` is
-    std::vector<YAML::Mark> route_name_marks_;      // per route, where `name` is (null: unnamed)
-};
 
 void ConfigReader::read_root(const YAML::Node& root, Config& config) {
     file_ = config.file;
@@ -425,142 +355,6 @@ void ConfigReader::read_health(const Entry& entry, HealthConfig& health) {
     health.check = std::move(check);
 }
 
-void ConfigReader::read_routes(const Entry& entry, Config& config) {
-    if (!r_.expect_list(entry)) {
-        return;
-    }
-    if (entry.value.size() == 0) {
-        r_.error(entry.value_mark(), "'routes' needs at least one route");
-        return;
-    }
-    for (const Entry& item : r_.items(entry)) {
-        if (!r_.expect_map(item)) {
-            continue;
-        }
-        RouteConfig route;
-        route.line = item.value.Mark().line + 1;
-        read_route(item, route);
-        config.routes.push_back(std::move(route));
-    }
-}
-
-void ConfigReader::read_route(const Entry& entry, RouteConfig& route) {
-    const Fields fields = r_.fields(entry.value, {"name", "match", "upstream", "upgrade"});
-    YAML::Mark name_mark = YAML::Mark::null_mark();
-    if (const Entry* e = fields.find("name")) {
-        if (auto name = r_.scalar(*e)) {
-            // A label value in metrics and a field in log lines: printable ASCII, no quotes
-            // or backslashes, so that it reads the same everywhere it appears.
-            const bool printable = !name->empty() && name->size() <= 128 &&
-                                   std::all_of(name->begin(), name->end(), [](char c) {
-                                       return c > ' ' && c < 0x7f && c != '"' && c != '\\';
-                                   });
-            if (printable) {
-                route.name = std::move(*name);
-                name_mark = e->value_mark();
-            } else {
-                r_.error(e->value_mark(), "invalid route name " + quoted(*name) +
-                                              " (expected 1 to 128 printable characters without spaces, "
-                                              "quotes or backslashes)");
-            }
-        }
-    }
-    route_name_marks_.push_back(name_mark);
-    if (const Entry* e = fields.find("match")) {
-        read_match(*e, route.match);
-    }
-    YAML::Mark upstream_mark = YAML::Mark::null_mark();
-    if (const Entry* e = r_.required(fields, entry.value, "upstream")) {
-        if (auto name = r_.scalar(*e)) {
-            route.upstream = std::move(*name);
-            upstream_mark = e->value_mark();
-        }
-    }
-    route_upstream_marks_.push_back(upstream_mark);
-    if (const Entry* e = fields.find("upgrade")) {
-        read_upgrade(*e, route.upgrade);
-    }
-}
-
-void ConfigReader::read_match(const Entry& entry, RouteMatch& match) {
-    if (!r_.expect_map(entry)) {
-        return;
-    }
-    const Fields fields = r_.fields(entry.value, {"host", "path_prefix", "upgrade"});
-    if (const Entry* e = fields.find("host")) {
-        if (auto host = r_.scalar(*e)) {
-            std::string pattern = to_lower(*host);
-            if (is_host_pattern(pattern)) {
-                match.host = std::move(pattern);
-            } else {
-                r_.error(e->value_mark(),
-                         "invalid host " + quoted(*host) +
-                             " (expected a name like example.com or a wildcard like \"*.example.com\", "
-                             "without a port)");
-            }
-        }
-    }
-    if (const Entry* e = fields.find("path_prefix")) {
-        if (auto prefix = r_.scalar(*e)) {
-            if (prefix->starts_with('/')) {
-                match.path_prefix = std::move(*prefix);
-            } else {
-                r_.error(e->value_mark(), "'path_prefix' must start with '/', got " + quoted(*prefix));
-            }
-        }
-    }
-    if (const Entry* e = fields.find("upgrade")) {
-        if (auto protocol = r_.scalar(*e)) {
-            if (*protocol != "*" && is_protocol(*protocol)) {  // "*" is a token, but not here
-                match.upgrade = std::move(*protocol);
-            } else {
-                r_.error(e->value_mark(), "invalid protocol " + quoted(*protocol) +
-                                              " (expected a name like websocket, or name/version)");
-            }
-        }
-    }
-}
-
-void ConfigReader::read_upgrade(const Entry& entry, UpgradeConfig& upgrade) {
-    if (!r_.expect_map(entry)) {
-        return;
-    }
-    const Fields fields = r_.fields(entry.value, {"allow", "on_disallowed", "require"});
-    if (const Entry* e = fields.find("allow"); e != nullptr && r_.expect_list(*e)) {
-        for (const Entry& item : r_.items(*e)) {
-            auto protocol = r_.scalar(item);
-            if (!protocol) {
-                continue;
-            }
-            if (*protocol == "*" || is_protocol(*protocol)) {
-                upgrade.allow.push_back(std::move(*protocol));
-            } else {
-                r_.error(item.value_mark(),
-                         "invalid protocol " + quoted(*protocol) +
-                             " (expected \"*\", a name like websocket, or name/version)");
-            }
-        }
-    }
-    if (const Entry* e = fields.find("on_disallowed")) {
-        if (auto index = r_.choice(*e, {"strip", "reject"})) {
-            upgrade.on_disallowed = *index == 0 ? OnDisallowed::strip : OnDisallowed::reject;
-        }
-    }
-    if (const Entry* e = fields.find("require")) {
-        if (auto value = r_.boolean(*e)) {
-            upgrade.require = *value;
-            // RFC 9110 §15.5.22: a 426 must name the protocols to switch to in Upgrade.
-            bool names_protocol = std::any_of(upgrade.allow.begin(), upgrade.allow.end(),
-                                              [](const std::string& p) { return p != "*"; });
-            if (*value && !names_protocol) {
-                r_.error(e->value_mark(),
-                         "require: true needs at least one protocol named in upgrade.allow "
-                         "(a 426 must tell the client what to upgrade to)");
-            }
-        }
-    }
-}
-
 void ConfigReader::read_timeouts(const Entry& entry, Timeouts& timeouts) {
     if (!r_.expect_map(entry)) {
         return;
@@ -738,7 +532,10 @@ std::string syntax_error_message(const std::string& yaml_message) {
     return message;
 }
 
-}  // namespace
+}  // namespace config_detail
+
+using config_detail::ConfigReader;
+using config_detail::syntax_error_message;
 
 std::string ConfigError::to_string() const {
     if (line == 0) {

@@ -162,6 +162,28 @@ TEST_CASE("config errors: route names, access_log format, pid_file") {
     });
 }
 
+TEST_CASE("config errors: terminate mode") {
+    const std::string route = kListen + kUpstreams + "routes:\n  - upstream: app\n    upgrade:\n";
+    run({
+        {"terminate without websocket in allow", route + "      allow: [h2c]\n      terminate: websocket\n",
+         {"7:18: terminate: websocket needs websocket in upgrade.allow"}},
+        {"terminate without allow", route + "      terminate: websocket\n",
+         {"6:18: terminate: websocket needs websocket in upgrade.allow"}},
+        {"terminate of another protocol", route + "      allow: [websocket]\n      terminate: h2c\n",
+         {"7:18: invalid terminate 'h2c' (expected one of: websocket)"}},
+        {"an unknown subprotocol",
+         route + "      allow: [websocket]\n      terminate: websocket\n      subprotocols: [binary, text]\n",
+         {"8:30: invalid subprotocols 'text' (expected one of: binary, base64)"}},
+        {"subprotocols without terminate", route + "      allow: [websocket]\n      subprotocols: [binary]\n",
+         {"7:7: 'subprotocols' applies only with terminate: websocket"}},
+        {"max_message without terminate", route + "      allow: [websocket]\n      max_message: 1MiB\n",
+         {"7:7: 'max_message' applies only with terminate: websocket"}},
+        {"a max_message of 0",
+         route + "      allow: [websocket]\n      terminate: websocket\n      max_message: 0\n",
+         {"8:20: 'max_message' must be at least 1 byte, got '0'"}},
+    });
+}
+
 TEST_CASE("config errors: required keys and empty sections") {
     run({
         {"no required keys", "workers: 2\n",

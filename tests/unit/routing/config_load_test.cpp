@@ -112,6 +112,27 @@ TEST_CASE("route names (default route<N>), the access log format and pid_file") 
     CHECK(config.pid_file == "/run/switchyard.pid");
 }
 
+TEST_CASE("terminate mode: terminate, subprotocols, max_message and their defaults") {
+    const Config config = load_ok(
+        "listen: [{ address: 127.0.0.1:8080 }]\n"
+        "upstreams: { vnc: { servers: [127.0.0.1:5901] } }\n"
+        "routes:\n"
+        "  - upstream: vnc\n"
+        "    upgrade: { allow: [WebSocket/13], terminate: websocket, subprotocols: [base64, binary], max_message: 64KiB }\n"
+        "  - upstream: vnc\n"
+        "    upgrade: { allow: ['*'], terminate: websocket }\n"
+        "  - upstream: vnc\n"
+        "    upgrade: { allow: [websocket] }\n");
+    REQUIRE(config.routes.size() == 3);
+    CHECK(config.routes[0].upgrade.terminate == Terminate::websocket);
+    CHECK(config.routes[0].upgrade.subprotocols == std::vector<std::string>{"base64", "binary"});
+    CHECK(config.routes[0].upgrade.max_message == 64 * 1024);
+    CHECK(config.routes[1].upgrade.terminate == Terminate::websocket);
+    CHECK(config.routes[1].upgrade.subprotocols.empty());
+    CHECK(config.routes[1].upgrade.max_message == 1024 * 1024);  // the documented default
+    CHECK(config.routes[2].upgrade.terminate == Terminate::none);
+}
+
 TEST_CASE("a config with every key, none at its default") {
     const std::string yaml =
         "listen:\n"                                    // 1

@@ -39,7 +39,11 @@ MessageHead response(int status, HeaderList headers) {
 
 UpgradeConfig rule(std::vector<std::string> allow, OnDisallowed on = OnDisallowed::strip,
                    bool require = false) {
-    return UpgradeConfig{std::move(allow), on, require};
+    UpgradeConfig config;
+    config.allow = std::move(allow);
+    config.on_disallowed = on;
+    config.require = require;
+    return config;
 }
 UpgradeConfig reject(std::vector<std::string> allow) {
     return rule(std::move(allow), OnDisallowed::reject);
