@@ -395,6 +395,10 @@ void ClientConn::on_transport_closed(void* self) { delete static_cast<ClientConn
 // The switch and the tunnel
 
 void ClientConn::start_tunnel() {
+    if (http_->terminate.terminate) {
+        start_terminated();
+        return;
+    }
     switch_pending_ = false;
     const Config& config = this->config();
     uv_timer_stop(timer_);
@@ -421,18 +425,19 @@ void ClientConn::start_tunnel() {
 
     set_req_state(ReqState::tunnel);
     set_res_state(ResState::tunnel);
-    tunnel_ = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_, up_->transport(),
-                                       config.tunnel.buffer);
-    tunnel_->protocol = std::move(protocols);
-    tunnel_->client = http_->client_ip;
-    tunnel_->method = http_->req.method;
-    tunnel_->target = http_->req.target;
+    auto tunnel = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
+                                           up_->transport(), config.tunnel.buffer);
+    tunnel->protocol = std::move(protocols);
+    tunnel->client = http_->client_ip;
+    tunnel->method = http_->req.method;
+    tunnel->target = http_->req.target;
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
     std::string_view held = unparsed();
     // Transports already reading keep reading, for the tunnel now: no stop/start (each
     // would cost epoll_ctl calls).
-    tunnel_->start(held, http_->up_held);
+    tunnel->start(held, http_->up_held);
+    tunnel_ = std::move(tunnel);
     SY_TRACE("client %p tunnel to %s", static_cast<void*>(this), tunnel_->protocol.c_str());
 
     // What only HTTP needed goes now: an open tunnel keeps its sockets, writers and
@@ -442,6 +447,45 @@ void ClientConn::start_tunnel() {
     close_and_free(up_timer_);
     up_->enter_tunnel();
     http_.reset();
+}
+
+void ClientConn::start_terminated() {
+    switch_pending_ = false;
+    const Config& config = this->config();
+    uv_timer_stop(timer_);
+    uv_timer_stop(up_timer_);
+    // Counted before the 101 can reach the client, like a forwarded switch.
+    count_upgrade(UpgradeOutcome::terminated, "websocket");
+    note_status_sent(101);
+    count_tunnel_open();
+    transport_->write(make_proxy_response(101, false, http_->terminate.response_fields));
+
+    set_req_state(ReqState::tunnel);
+    set_res_state(ResState::tunnel);
+    WsTunnel::Options options;
+    options.buffer = config.tunnel.buffer;
+    options.max_message = route_->upgrade.max_message;
+    options.base64 = http_->terminate.subprotocol == "base64";
+    auto tunnel = std::make_unique<WsTunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
+                                             up_->transport(), worker_.io_buffers(), options);
+    tunnel->protocol = "websocket";
+    tunnel->client = http_->client_ip;
+    tunnel->method = http_->req.method;
+    tunnel->target = http_->req.target;
+    // The client's first frames may have come behind its request.
+    const std::string held(unparsed());
+    WsTunnel* pump = tunnel.get();
+    tunnel_ = std::move(tunnel);
+    SY_TRACE("client %p terminated websocket", static_cast<void*>(this));
+
+    log_exchange("switched");
+    close_and_free(timer_);
+    close_and_free(up_timer_);
+    up_->enter_tunnel();
+    http_.reset();
+    // Last: the held bytes may end the tunnel at once (a close frame), which closes this
+    // connection.
+    pump->start(held);
 }
 
 void ClientConn::check_tunnel_idle(std::uint64_t now) {

@@ -27,9 +27,11 @@
 #include "proxy/transport/tls_context.hpp"
 #include "proxy/transport/tls_transport.hpp"
 #include "proxy/tunnel.hpp"
+#include "proxy/ws_tunnel.hpp"
 #include "proxy/upstream_conn.hpp"
 #include "proxy/worker.hpp"
 #include "routing/config.hpp"
+#include "routing/terminate_policy.hpp"
 #include "routing/upgrade_policy.hpp"
 
 namespace sy {
@@ -140,6 +142,9 @@ private:
     // The backend accepted the upgrade and the request is fully forwarded: send the 101,
     // hand both sockets and every byte already read to a Tunnel.
     void start_tunnel();
+    // Terminate mode: the upstream is connected and the request read; the proxy's own 101,
+    // then a WsTunnel between the client's frames and the upstream's bytes.
+    void start_terminated();
     void close_after_flush();
     void start_linger();
     void update_reading();
@@ -183,6 +188,7 @@ private:
         MessageHead resp;
         UpgradeDecision decision;
         SwitchVerdict verdict;   // the accepted 101's, while switching
+        TerminatePlan terminate; // terminate mode: the proxy answers the upgrade itself
         std::string up_held;     // upstream bytes that came after the 101 head
         std::vector<bool> tried;  // servers tried for this request
         std::string forward_target;  // absolute-form: the origin-form to send; empty: as received
@@ -201,7 +207,7 @@ private:
     uv_timer_t* timer_ = nullptr;     // request_header / keepalive_idle / lingering close
     uv_timer_t* up_timer_ = nullptr;  // upstream_response
     std::unique_ptr<Http> http_;
-    std::unique_ptr<Tunnel> tunnel_;
+    std::unique_ptr<TunnelBase> tunnel_;  // a raw Tunnel or a WsTunnel
 
     ReqState req_state_ = ReqState::idle;
     ResState res_state_ = ResState::none;

@@ -57,7 +57,7 @@ void ClientConn::log_exchange(const char* end) {
     if (pool_ != nullptr) r.upstream = pool_->config().name;
     if (pool_ != nullptr && up_ != nullptr) r.server = pool_->server_name(up_->server());
     r.upgrade = outcome_;
-    if (outcome_ == UpgradeOutcome::switched) {
+    if (outcome_ == UpgradeOutcome::switched || outcome_ == UpgradeOutcome::terminated) {
         r.protocol = tunnel_->protocol;
     } else if (outcome_ != UpgradeOutcome::none) {
         r.protocol = offered_protocol();
@@ -78,8 +78,8 @@ void ClientConn::count_tunnel_end(TunnelEnd how) {
     const ProtocolStats& p = *protocol_stats_;
     g_stats.add(p.tunnels_active, -1);
     g_stats.add(up_->pool().tunnels_cell(up_->server()), -1);
-    g_stats.add(p.bytes_to_upstream, static_cast<std::int64_t>(tunnel_->bytes_from(Tunnel::kClient)));
-    g_stats.add(p.bytes_to_client, static_cast<std::int64_t>(tunnel_->bytes_from(Tunnel::kUpstream)));
+    g_stats.add(p.bytes_to_upstream, static_cast<std::int64_t>(tunnel_->bytes_from(TunnelBase::kClient)));
+    g_stats.add(p.bytes_to_client, static_cast<std::int64_t>(tunnel_->bytes_from(TunnelBase::kUpstream)));
     g_stats.add(p.closed + static_cast<MetricCell>(how));
     g_stats.registry.observe(p.duration, worker_.now_ms() - switch_ms_);
 }
@@ -95,14 +95,14 @@ void ClientConn::tunnel_ended(TunnelEnd how) {
         r.method = tunnel_->method;
         r.target = tunnel_->target;
         r.status = 101;
-        r.bytes_in = tunnel_->bytes_from(Tunnel::kClient);
-        r.bytes_out = tunnel_->bytes_from(Tunnel::kUpstream);
+        r.bytes_in = tunnel_->bytes_from(TunnelBase::kClient);
+        r.bytes_out = tunnel_->bytes_from(TunnelBase::kUpstream);
         r.request_ms = request_ms_;
         r.tunnel_ms = static_cast<double>(worker_.now_ms() - switch_ms_);
         r.route = route_->name;
         r.upstream = up_->pool().config().name;
         r.server = up_->pool().server_name(up_->server());
-        r.upgrade = UpgradeOutcome::switched;
+        r.upgrade = outcome_;  // switched, or terminated
         r.protocol = tunnel_->protocol;
         r.end = tunnel_end_name(how);
         log.write(worker_.id(), worker_.now_ms(), r, config().access_log.format);

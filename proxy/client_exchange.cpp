@@ -28,7 +28,7 @@ HttpParser::AfterHead ClientConn::on_head(MessageHead& head) {
 }
 
 void ClientConn::on_body(std::string_view data) {
-    if (req_state_ != ReqState::body || up_ == nullptr || up_write_failed_) return;
+    if (req_state_ != ReqState::body || up_ == nullptr || up_write_failed_ || http_->terminate.terminate) return;
     if (http_->req.framing == BodyFraming::chunked) {
         http_->scratch.clear();
         append_chunk_header(http_->scratch, data.size());
@@ -39,7 +39,7 @@ void ClientConn::on_body(std::string_view data) {
 }
 
 void ClientConn::on_message_end() {
-    if (req_state_ == ReqState::body && up_ != nullptr && !up_write_failed_ &&
+    if (req_state_ == ReqState::body && up_ != nullptr && !up_write_failed_ && !http_->terminate.terminate &&
         http_->req.framing == BodyFraming::chunked) {
         up_->writer().write(kLastChunk);
     }
@@ -100,7 +100,11 @@ void ClientConn::start_exchange() {
     const auto route_index = static_cast<std::size_t>(route_ - config.routes.data());
     route_stats_ = &gen_->snapshot->stats.routes[route_index];
     http_->decision = decide(http_->req, route_->upgrade);
-    if (http_->decision.outcome != UpgradeOutcome::none) count_upgrade(http_->decision.outcome, offered_protocol());
+    http_->terminate = plan_termination(http_->decision, http_->req, route_->upgrade);
+    // A terminated upgrade is counted when the proxy sends its 101 (outcome terminated).
+    if (http_->decision.outcome != UpgradeOutcome::none && !http_->terminate.terminate) {
+        count_upgrade(http_->decision.outcome, offered_protocol());
+    }
     if (http_->decision.kind == UpgradeDecision::Kind::respond) {
         respond_local(http_->decision.status, !http_->decision.close, http_->decision.reason.c_str(), http_->decision.response_fields,
                       http_->decision.response_body);
@@ -119,7 +123,8 @@ void ClientConn::connect_next() {
     }
     http_->tried[server] = true;
     bool connected = false;
-    up_ = pool_->acquire(server, *this, config().timeouts.upstream_connect, &connected);
+    // A terminated WebSocket needs its own connection: a pooled one speaks HTTP.
+    up_ = pool_->acquire(server, *this, config().timeouts.upstream_connect, &connected, !http_->terminate.terminate);
     up_reusable_ = false;
     up_write_failed_ = false;
     if (connected) on_upstream_ready();
@@ -142,6 +147,17 @@ void ClientConn::on_upstream_connect_failed(UpstreamConn& conn, int status) {
 
 void ClientConn::on_upstream_ready() {
     const Config& config = this->config();
+    if (http_->terminate.terminate) {
+        // Nothing goes upstream as HTTP, and nothing the service sends is read before the
+        // switch: a service that speaks first is heard through the tunnel. The 101 waits
+        // for the end of the request (a body is read and dropped).
+        up_->pause_reading();
+        switch_pending_ = true;
+        set_req_state(ReqState::body);
+        http_->req_parser.resume();
+        process_input();  // no-op when called from inside process_input: its loop goes on
+        return;
+    }
     ForwardingOptions fwd;
     fwd.x_forwarded_for = config.forwarding.x_forwarded_for;
     fwd.x_forwarded_proto = config.forwarding.x_forwarded_proto;

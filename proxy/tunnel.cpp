@@ -4,24 +4,34 @@
 
 namespace sy {
 
-Tunnel::Tunnel(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end,
-               std::size_t buffer)
-    : owner_(owner), loop_(loop), ends_{&client_end, &upstream_end}, buffer_(buffer) {
+TunnelBase::TunnelBase(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end)
+    : owner_(owner), loop_(loop), ends_{&client_end, &upstream_end} {
     last_activity_ms_ = uv_now(loop_);
 }
 
 // The owner closes both transports (which then call no one) before it lets the tunnel go.
-Tunnel::~Tunnel() = default;
+void TunnelBase::end(TunnelEnd how) {
+    if (ended_) return;
+    ended_ = true;
+    for (Transport* t : ends_) t->stop_reading();
+    SY_TRACE("tunnel %p ended: %s", static_cast<void*>(this), tunnel_end_name(how));
+    on_end();
+    owner_.tunnel_ended(how);
+}
+
+Tunnel::Tunnel(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end,
+               std::size_t buffer)
+    : TunnelBase(owner, loop, client_end, upstream_end), buffer_(buffer) {}
 
 void Tunnel::start(std::string_view to_upstream, std::string_view to_client) {
     // The held bytes go first, in order (docs/upgrades.md, "Bytes around the switch").
     if (!to_upstream.empty()) {
         ends_[kUpstream]->write(to_upstream);
-        dirs_[kClient].bytes += to_upstream.size();
+        bytes_[kClient] += to_upstream.size();
     }
     if (!to_client.empty()) {
         ends_[kClient]->write(to_client);
-        dirs_[kUpstream].bytes += to_client.size();
+        bytes_[kUpstream] += to_client.size();
         g_stats.add(g_stats.bytes_to_clients, static_cast<std::int64_t>(to_client.size()));
     }
     for (Transport* t : ends_) {
@@ -39,9 +49,9 @@ void Tunnel::on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_
     }
     const Side from = side_of(t);
     const Side to = other(from);
-    dirs_[from].bytes += len;
+    bytes_[from] += len;
     g_stats.add(from == kClient ? g_stats.bytes_from_clients : g_stats.bytes_to_clients, static_cast<std::int64_t>(len));
-    last_activity_ms_ = uv_now(loop_);
+    touch();
     switch (ends_[to]->write_buffer(buf, len)) {
         case Transport::Written::all: break;
         case Transport::Written::queued:
@@ -114,14 +124,6 @@ void Tunnel::on_shutdown_done(Side side, int status) {
     }
     dirs_[other(side)].done = true;
     if (dirs_[kClient].done && dirs_[kUpstream].done) end(TunnelEnd::eof);
-}
-
-void Tunnel::end(TunnelEnd how) {
-    if (ended_) return;
-    ended_ = true;
-    for (Transport* t : ends_) t->stop_reading();
-    SY_TRACE("tunnel %p ended: %s", static_cast<void*>(this), tunnel_end_name(how));
-    owner_.tunnel_ended(how);
 }
 
 }  // namespace sy

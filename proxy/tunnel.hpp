@@ -40,28 +40,24 @@ public:
     virtual void tunnel_ended(TunnelEnd how) = 0;
 };
 
-class Tunnel final : private TransportUser {
+// What the owner sees of a tunnel, raw (Tunnel) or a terminated WebSocket
+// (proxy/ws_tunnel.hpp): two transports it is the user of, byte counters, the idle clock,
+// and an end that is told to the owner once.
+class TunnelBase : protected TransportUser {
 public:
     enum Side { kClient = 0, kUpstream = 1 };
 
-    // `buffer`: tunnel.buffer, the most bytes a read takes and the bound per direction.
-    Tunnel(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end, std::size_t buffer);
-    ~Tunnel() override;
-    Tunnel(const Tunnel&) = delete;
-    Tunnel& operator=(const Tunnel&) = delete;
-
-    // Hands over the bytes already read at the switch, in order (`to_upstream`: what the
-    // client sent after its request; `to_client`: what the upstream sent after its 101 head),
-    // then becomes both transports' user and reads both sides. A transport that is already
-    // reading keeps reading (no stop and start).
-    void start(std::string_view to_upstream, std::string_view to_client);
+    ~TunnelBase() override = default;
+    TunnelBase(const TunnelBase&) = delete;
+    TunnelBase& operator=(const TunnelBase&) = delete;
 
     // Ends the tunnel now (e.g. shutdown's drain deadline). Idempotent.
     void end(TunnelEnd how);
     bool ended() const { return ended_; }
 
-    // Bytes that went from `side` to the other side.
-    std::uint64_t bytes_from(Side side) const { return dirs_[side].bytes; }
+    // Bytes that went from `side` toward the other side, as written there (a terminated
+    // WebSocket counts payload toward the upstream and frames toward the client).
+    std::uint64_t bytes_from(Side side) const { return bytes_[side]; }
     // The loop time of the last byte either way (or of the switch).
     std::uint64_t idle_since() const { return last_activity_ms_; }
 
@@ -71,13 +67,43 @@ public:
     std::string target;
     std::string client;
 
+protected:
+    TunnelBase(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end);
+    // Called by end() before the owner hears of it.
+    virtual void on_end() {}
+
+    static Side other(Side s) { return s == kClient ? kUpstream : kClient; }
+    Side side_of(const Transport& t) const { return &t == ends_[kClient] ? kClient : kUpstream; }
+    static TunnelEnd reset_of(Side side) {
+        return side == kClient ? TunnelEnd::client_reset : TunnelEnd::upstream_reset;
+    }
+    void touch() { last_activity_ms_ = uv_now(loop_); }
+
+    TunnelOwner& owner_;
+    uv_loop_t* loop_;  // for its clock
+    std::array<Transport*, 2> ends_;
+    std::array<std::uint64_t, 2> bytes_{};  // indexed by the side the bytes came from
+    std::uint64_t last_activity_ms_ = 0;
+    bool ended_ = false;
+};
+
+class Tunnel final : public TunnelBase {
+public:
+    // `buffer`: tunnel.buffer, the most bytes a read takes and the bound per direction.
+    Tunnel(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end, std::size_t buffer);
+
+    // Hands over the bytes already read at the switch, in order (`to_upstream`: what the
+    // client sent after its request; `to_client`: what the upstream sent after its 101 head),
+    // then becomes both transports' user and reads both sides. A transport that is already
+    // reading keeps reading (no stop and start).
+    void start(std::string_view to_upstream, std::string_view to_client);
+
 private:
     // One direction: bytes read from `from` written toward the other side.
     struct Direction {
         bool eof = false;       // `from` sent EOF
         bool shutdown_requested = false;
         bool done = false;      // EOF forwarded as a shutdown toward the other side
-        std::uint64_t bytes = 0;
     };
 
     void on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_t len) override;
@@ -86,22 +112,12 @@ private:
     void on_transport_write_failed(Transport& t, int status) override;
     void on_transport_shutdown(Transport& t, int status) override;
 
-    static Side other(Side s) { return s == kClient ? kUpstream : kClient; }
-    Side side_of(const Transport& t) const { return &t == ends_[kClient] ? kClient : kUpstream; }
-    static TunnelEnd reset_of(Side side) {
-        return side == kClient ? TunnelEnd::client_reset : TunnelEnd::upstream_reset;
-    }
     void update_reading(Side from);
     void on_eof(Side from);
     void on_shutdown_done(Side side, int status);
 
-    TunnelOwner& owner_;
-    uv_loop_t* loop_;  // for its clock
-    std::array<Transport*, 2> ends_;
     std::array<Direction, 2> dirs_;  // indexed by the side read from
     std::size_t buffer_;
-    std::uint64_t last_activity_ms_ = 0;
-    bool ended_ = false;
 };
 
 }  // namespace sy

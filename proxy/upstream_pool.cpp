@@ -101,9 +101,9 @@ std::size_t UpstreamPool::pick(const std::vector<bool>& tried) {
 }
 
 UpstreamConn* UpstreamPool::acquire(std::size_t server, UpstreamEvents& events, Millis connect_timeout,
-                                    bool* connected) {
+                                    bool* connected, bool reuse) {
     // Most recently used first: it is the least likely to have been closed by the server.
-    for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
+    for (auto it = idle_.rbegin(); reuse && it != idle_.rend(); ++it) {
         UpstreamConn* conn = *it;
         if (conn->server() != server) continue;
         idle_.erase(std::next(it).base());

@@ -52,8 +52,9 @@ public:
 
     // A connection to `server` for `events`: an idle pooled one (already connected; the
     // caller proceeds at once) or a new one connecting within `connect_timeout`.
-    // `*connected` tells which.
-    UpstreamConn* acquire(std::size_t server, UpstreamEvents& events, Millis connect_timeout, bool* connected);
+    // `*connected` tells which. `reuse` false: always a new one.
+    UpstreamConn* acquire(std::size_t server, UpstreamEvents& events, Millis connect_timeout, bool* connected,
+                          bool reuse = true);
 
     void record_connect_result(std::size_t server, bool ok);
     // The active health check's verdict; true when it changed.

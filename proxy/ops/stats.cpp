@@ -26,6 +26,7 @@ const char* tunnel_end_name(TunnelEnd end) {
         case TunnelEnd::idle_timeout: return "idle_timeout";
         case TunnelEnd::shutdown: return "shutdown";
         case TunnelEnd::error: return "error";
+        case TunnelEnd::protocol_error: return "protocol_error";
     }
     return "error";
 }

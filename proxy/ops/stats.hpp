@@ -16,8 +16,10 @@
 namespace sy {
 
 // How a tunnel ended: the `reason` label and the access log's `end`.
-enum class TunnelEnd : std::uint8_t { eof, client_reset, upstream_reset, idle_timeout, shutdown, error };
-inline constexpr std::size_t kTunnelEnds = 6;
+// protocol_error: a terminated WebSocket closed by the proxy for a broken framing rule
+// (close 1002, 1007 or 1009).
+enum class TunnelEnd : std::uint8_t { eof, client_reset, upstream_reset, idle_timeout, shutdown, error, protocol_error };
+inline constexpr std::size_t kTunnelEnds = 7;
 const char* tunnel_end_name(TunnelEnd end);
 
 // The series of one route and one protocol label.

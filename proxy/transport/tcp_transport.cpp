@@ -29,13 +29,14 @@ void TcpTransport::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
     auto* self = static_cast<TcpTransport*>(handle->data);
     BufferPool::Buffer* b = self->buffers_.take();
     const std::size_t limit = self->read_limit_;
-    const std::size_t len = self->buffers_.size() < limit ? self->buffers_.size() : limit;
-    *buf = uv_buf_init(b->data(), static_cast<unsigned>(len));
+    const std::size_t room = self->buffers_.size() - self->read_headroom_;
+    const std::size_t len = room < limit ? room : limit;
+    *buf = uv_buf_init(b->data() + self->read_headroom_, static_cast<unsigned>(len));
 }
 
 void TcpTransport::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     auto* self = static_cast<TcpTransport*>(stream->data);
-    BufferPool::Buffer* b = buf->base != nullptr ? BufferPool::Buffer::of(buf->base) : nullptr;
+    BufferPool::Buffer* b = buf->base != nullptr ? BufferPool::Buffer::of(buf->base - self->read_headroom_) : nullptr;
     if (nread > 0 && self->user_ != nullptr) {
         self->user_->on_transport_read(*self, b, static_cast<std::size_t>(nread));
         return;
@@ -51,17 +52,17 @@ bool TcpTransport::write(std::initializer_list<std::string_view> pieces) {
     return writer_.write(pieces);
 }
 
-Transport::Written TcpTransport::write_buffer(BufferPool::Buffer* b, std::size_t len) {
+Transport::Written TcpTransport::write_buffer(BufferPool::Buffer* b, std::size_t offset, std::size_t len) {
     if (write_failed_ || closing_) {
         b->pool->give(b);
         return Written::failed;
     }
     if (writer_.corked()) {  // behind what the cork collects: copied with it
-        const bool ok = writer_.write(std::string_view(b->data(), len));
+        const bool ok = writer_.write(std::string_view(b->data() + offset, len));
         b->pool->give(b);
         return ok ? Written::queued : Written::failed;
     }
-    uv_buf_t data = uv_buf_init(b->data(), static_cast<unsigned>(len));
+    uv_buf_t data = uv_buf_init(b->data() + offset, static_cast<unsigned>(len));
     // libuv answers UV_EAGAIN while earlier writes are queued, so order is kept.
     const int sent = uv_try_write(stream(), &data, 1);
     if (sent == static_cast<int>(len)) {
@@ -75,7 +76,7 @@ Transport::Written TcpTransport::write_buffer(BufferPool::Buffer* b, std::size_t
     }
     // The kernel took part of it (or nothing): the rest is written from this very buffer.
     const std::size_t done = sent > 0 ? static_cast<std::size_t>(sent) : 0;
-    uv_buf_t rest = uv_buf_init(b->data() + done, static_cast<unsigned>(len - done));
+    uv_buf_t rest = uv_buf_init(b->data() + offset + done, static_cast<unsigned>(len - done));
     b->owner = this;
     b->pending = len - done;
     b->req.data = b;

@@ -26,7 +26,8 @@ public:
     void stop_reading() override;
     using Transport::write;
     bool write(std::initializer_list<std::string_view> pieces) override;
-    Written write_buffer(BufferPool::Buffer* buf, std::size_t len) override;
+    using Transport::write_buffer;
+    Written write_buffer(BufferPool::Buffer* buf, std::size_t offset, std::size_t len) override;
     void cork() override { writer_.cork(); }
     void uncork() override { writer_.uncork(); }
     void drop_cork_buffer() override { writer_.drop_cork_buffer(); }

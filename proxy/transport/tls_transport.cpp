@@ -104,8 +104,8 @@ bool TlsTransport::advance() {
     }
     while (reading_ && user_ != nullptr && !closing_ && !eof_told_) {
         BufferPool::Buffer* b = buffers_.take();
-        const std::size_t limit = std::min<std::size_t>(buffers_.size(), read_limit_);
-        const int n = SSL_read(ssl_, b->data(), static_cast<int>(limit));
+        const std::size_t limit = std::min<std::size_t>(buffers_.size() - read_headroom_, read_limit_);
+        const int n = SSL_read(ssl_, b->data() + read_headroom_, static_cast<int>(limit));
         if (n > 0) {
             user_->on_transport_read(*this, b, static_cast<std::size_t>(n));  // may stop or close
             continue;
@@ -178,18 +178,18 @@ bool TlsTransport::write(std::initializer_list<std::string_view> pieces) {
     return corked_ || encrypt_pending();
 }
 
-Transport::Written TlsTransport::write_buffer(BufferPool::Buffer* buf, std::size_t len) {
+Transport::Written TlsTransport::write_buffer(BufferPool::Buffer* buf, std::size_t offset, std::size_t len) {
     if (write_failed_ || closing_) {
         buf->pool->give(buf);
         return Written::failed;
     }
     if (corked_ || handshaking_ || !plain_.empty()) {
-        (corked_ ? cork_ : plain_).append(buf->data(), len);
+        (corked_ ? cork_ : plain_).append(buf->data() + offset, len);
         buf->pool->give(buf);
         if (!corked_ && !encrypt_pending()) return Written::failed;
         return queued() > 0 ? Written::queued : Written::all;
     }
-    const bool ok = encrypt(buf->data(), len);
+    const bool ok = encrypt(buf->data() + offset, len);
     buf->pool->give(buf);
     if (!ok) return Written::failed;
     return inner_->queued() > 0 ? Written::queued : Written::all;

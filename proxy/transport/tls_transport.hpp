@@ -37,7 +37,8 @@ public:
     void stop_reading() override;
     using Transport::write;
     bool write(std::initializer_list<std::string_view> pieces) override;
-    Written write_buffer(BufferPool::Buffer* buf, std::size_t len) override;
+    using Transport::write_buffer;
+    Written write_buffer(BufferPool::Buffer* buf, std::size_t offset, std::size_t len) override;
     void cork() override { corked_ = true; }
     void uncork() override;
     void drop_cork_buffer() override { std::string().swap(cork_); }

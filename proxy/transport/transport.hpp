@@ -24,8 +24,9 @@ class Transport;
 class TransportUser {
 public:
     virtual ~TransportUser() = default;
-    // `len` bytes arrived at buf->data(). The user owns `buf` from now on: it gives it back
-    // to its pool (buf->pool->give) or hands it on with Transport::write_buffer.
+    // `len` bytes arrived at buf->data() + the read headroom. The user owns `buf` from now
+    // on: it gives it back to its pool (buf->pool->give) or hands it on with
+    // Transport::write_buffer.
     virtual void on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_t len) = 0;
     // The peer ended its direction (UV_EOF) or the connection broke (another status).
     // Reading is stopped.
@@ -49,6 +50,11 @@ public:
 
     // Reads take at most this many bytes (and never more than a pool buffer holds).
     void set_read_limit(std::size_t max) { read_limit_ = static_cast<std::uint32_t>(max < kMaxReadLimit ? max : kMaxReadLimit); }
+    // Reads land this many bytes into their buffer, leaving room before the bytes (for a
+    // WebSocket frame header, written in front of the payload so that both leave in one
+    // write). Set while not reading.
+    void set_read_headroom(std::size_t bytes) { read_headroom_ = static_cast<std::uint8_t>(bytes); }
+    std::size_t read_headroom() const { return read_headroom_; }
     // False when reading could not start (the connection is broken).
     virtual bool start_reading() = 0;
     virtual void stop_reading() = 0;
@@ -58,11 +64,12 @@ public:
     // copied. False once writing has failed.
     virtual bool write(std::initializer_list<std::string_view> pieces) = 0;
     bool write(std::string_view data) { return write({data}); }
-    // Writes buf->data()[0, len) and gives `buf` back to its pool once written: no copy.
-    // Takes `buf` in every case (given back at once on failure). `queued`: part of it waits
-    // (queued() > 0, on_transport_drained follows).
+    // Writes buf->data()[offset, offset + len) and gives `buf` back to its pool once
+    // written: no copy. Takes `buf` in every case (given back at once on failure). `queued`:
+    // part of it waits (queued() > 0, on_transport_drained follows).
     enum class Written { all, queued, failed };
-    virtual Written write_buffer(BufferPool::Buffer* buf, std::size_t len) = 0;
+    virtual Written write_buffer(BufferPool::Buffer* buf, std::size_t offset, std::size_t len) = 0;
+    Written write_buffer(BufferPool::Buffer* buf, std::size_t len) { return write_buffer(buf, 0, len); }
     // While corked, writes are collected and uncork() sends them as one.
     virtual void cork() = 0;
     virtual void uncork() = 0;
@@ -99,6 +106,7 @@ protected:
     static constexpr std::size_t kMaxReadLimit = 1u << 30;
     TransportUser* user_ = nullptr;
     std::uint32_t read_limit_ = 64 * 1024;
+    std::uint8_t read_headroom_ = 0;
     bool reading_ = false;
     // For the implementations (packed here with the fields above: an idle tunnel holds two
     // transports, so every 8 bytes count).
