@@ -194,6 +194,7 @@ std::size_t write_server_frame_header(char* out, WsOpcode opcode, std::uint64_t 
 }
 
 std::string server_control_frame(WsOpcode opcode, std::string_view payload) {
+    payload = payload.substr(0, 125);  // §5.5: a control frame's payload is at most 125 bytes
     std::string frame(2, '\0');
     write_server_frame_header(frame.data(), opcode, payload.size());
     frame.append(payload);
@@ -204,7 +205,12 @@ std::string server_close_frame(std::uint16_t code, std::string_view reason) {
     std::string payload;
     payload.push_back(static_cast<char>(code >> 8));
     payload.push_back(static_cast<char>(code & 0xFF));
-    payload.append(reason.substr(0, 123));
+    // At most 123 bytes of reason, cut at a character boundary: the reason must stay UTF-8.
+    std::size_t keep = reason.size() < 123 ? reason.size() : 123;
+    if (keep < reason.size()) {
+        while (keep > 0 && (static_cast<unsigned char>(reason[keep]) & 0xC0) == 0x80) --keep;
+    }
+    payload.append(reason.substr(0, keep));
     return server_control_frame(WsOpcode::close, payload);
 }
 

@@ -107,7 +107,8 @@ constexpr std::size_t server_frame_header_size(std::uint64_t len) { return len <
 // Writes the header of a frame with `len` payload bytes at `out` (room for
 // server_frame_header_size(len) bytes) and returns its size.
 std::size_t write_server_frame_header(char* out, WsOpcode opcode, std::uint64_t len, bool fin = true);
-// A whole control frame: a close with `code` and `reason` (at most 123 bytes), a pong.
+// A whole control frame: a close with `code` and `reason` (cut to at most 123 bytes at a
+// UTF-8 character boundary), a pong (payload cut to 125 bytes, §5.5).
 std::string server_close_frame(std::uint16_t code, std::string_view reason = {});
 std::string server_control_frame(WsOpcode opcode, std::string_view payload);
 
