@@ -15,7 +15,7 @@ void TunnelBase::end(TunnelEnd how) {
     ended_ = true;
     for (Transport* t : ends_) t->stop_reading();
     SY_TRACE("tunnel %p ended: %s", static_cast<void*>(this), tunnel_end_name(how));
-    on_end();
+    on_end(how);
     owner_.tunnel_ended(how);
 }
 

@@ -69,8 +69,8 @@ public:
 
 protected:
     TunnelBase(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end);
-    // Called by end() before the owner hears of it.
-    virtual void on_end() {}
+    // Called by end() before the owner hears of it (and closes both transports).
+    virtual void on_end(TunnelEnd /*how*/) {}
 
     static Side other(Side s) { return s == kClient ? kUpstream : kClient; }
     Side side_of(const Transport& t) const { return &t == ends_[kClient] ? kClient : kUpstream; }

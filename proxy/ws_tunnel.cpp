@@ -77,9 +77,14 @@ void WsTunnel::on_client_bytes(BufferPool::Buffer* buf, std::size_t len) {
     std::size_t decoded_len = 0;
     bool close_seen = false;
     std::uint16_t close_code = 0;
+    // A broken rule: the payloads read before it still go, in order; then the close.
     const auto fail = [&](std::uint16_t code, const char* why) {
-        buf->pool->give(buf);
-        if (decoded != nullptr) pool_.give(decoded);
+        if (options_.base64) {
+            buf->pool->give(buf);
+            if (decoded != nullptr) to_upstream(decoded, 0, decoded_len);
+        } else {
+            to_upstream(buf, 0, out);
+        }
         fail_protocol(code, why);
     };
     while (pos < len && !close_seen) {
@@ -173,8 +178,8 @@ void WsTunnel::control_to_client(const std::string& frame) {
 // after which nothing more goes to the client; the upstream gets what was queued, then EOF.
 void WsTunnel::on_client_close(std::uint16_t code) {
     if (closing_ == Closing::open) control_to_client(server_close_frame(code != 0 ? code : ws_close::normal));
+    if (closing_ != Closing::by_error) end_reason_ = TunnelEnd::eof;  // an upstream reset stays one
     closing_ = Closing::by_client;
-    end_reason_ = TunnelEnd::eof;
     shutdown_upstream();
     start_close_timer();
     maybe_finish();
@@ -340,7 +345,14 @@ void WsTunnel::on_transport_shutdown(Transport& t, int status) {
     maybe_finish();
 }
 
-void WsTunnel::on_end() { close_and_free(close_timer_); }
+// Cut by the proxy (tunnel_idle, the drain deadline): a best-effort close 1001 ("going
+// away", §7.4.1) so that the client sees why; the owner closes the connection right after.
+void WsTunnel::on_end(TunnelEnd how) {
+    close_and_free(close_timer_);
+    if ((how == TunnelEnd::idle_timeout || how == TunnelEnd::shutdown) && closing_ == Closing::open) {
+        control_to_client(server_close_frame(ws_close::going_away));
+    }
+}
 
 void WsTunnel::on_close_timer(uv_timer_t* timer) {
     auto* self = static_cast<WsTunnel*>(timer->data);

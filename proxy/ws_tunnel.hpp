@@ -22,7 +22,8 @@
 //   - a broken framing rule: close 1002 / 1007 / 1009, nothing more read from the client
 //     but discarded, a write shutdown after the close, the end at the client's EOF or 5 s;
 //   - the client's EOF without a close: a write shutdown toward the upstream, whose bytes
-//     still reach the client until its EOF (then close 1000 and the end).
+//     still reach the client until its EOF (then close 1000 and the end);
+//   - tunnel_idle or the drain deadline: a best-effort close 1001, and the end.
 #pragma once
 
 #include <cstddef>
@@ -58,7 +59,7 @@ private:
         open,
         by_client,    // the client's close was answered; the end once both directions are out
         by_upstream,  // close 1000 sent after the upstream's EOF; the client may still send data
-        by_error,     // close 1011 sent after the upstream broke; client bytes are discarded
+        by_error,     // close 1011 sent after the upstream broke; the client's data goes nowhere
         by_protocol,  // close 1002/1007/1009 sent; client bytes are discarded
     };
 
@@ -67,7 +68,7 @@ private:
     void on_transport_drained(Transport& t) override;
     void on_transport_write_failed(Transport& t, int status) override;
     void on_transport_shutdown(Transport& t, int status) override;
-    void on_end() override;
+    void on_end(TunnelEnd how) override;
 
     void on_client_bytes(BufferPool::Buffer* buf, std::size_t len);
     void on_upstream_bytes(BufferPool::Buffer* buf, std::size_t len);
@@ -88,7 +89,8 @@ private:
     void shutdown_client();
     void maybe_finish();
     void update_reading();
-    bool discarding_client() const { return closing_ == Closing::by_error || closing_ == Closing::by_protocol; }
+    // After a broken rule the client's bytes are not parsed any more, only discarded.
+    bool discarding_client() const { return closing_ == Closing::by_protocol; }
     static void on_close_timer(uv_timer_t* timer);
 
     BufferPool& pool_;
