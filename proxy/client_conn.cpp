@@ -102,7 +102,7 @@ void ClientConn::accept(uv_stream_t* server, const ServerTls* tls) {
     }
     // TCP_NODELAY is inherited from the listening socket (proxy/net.cpp).
     // The client's address costs a getpeername(2): only when something will show it.
-    if (config().forwarding.x_forwarded_for || worker_.access_log().enabled()) {
+    if (config().forwarding.x_forwarded_for || worker_.access_log().enabled() || gen_->snapshot->needs_client_ip) {
         http_->client_ip = peer_ip(tcp->tcp());
     }
     if (tls != nullptr) {
@@ -380,6 +380,7 @@ void ClientConn::close() {
     if (closing_) return;
     closing_ = true;
     if (tunnel_ != nullptr) tunnel_->end(TunnelEnd::shutdown);
+    release_reservations();
     if (up_ != nullptr) {
         up_->close();
         up_ = nullptr;
@@ -415,7 +416,9 @@ void ClientConn::start_tunnel() {
     opts.framing = BodyFraming::none;
     opts.via = config.forwarding.via;
     http_->scratch.clear();
-    append_client_response_head(http_->scratch, http_->resp, opts, {{"Upgrade", protocols}, {"Connection", "Upgrade"}});
+    HeaderList fields = {{"Upgrade", protocols}, {"Connection", "Upgrade"}};
+    if (!http_->set_cookie.empty()) fields.push_back({"Set-Cookie", http_->set_cookie});  // sticky
+    append_client_response_head(http_->scratch, http_->resp, opts, fields);
     // Counted before the 101 can reach the client, so a client that sees it also sees it
     // in the metrics.
     count_upgrade(UpgradeOutcome::switched, protocols);
@@ -458,6 +461,7 @@ void ClientConn::start_terminated() {
     count_upgrade(UpgradeOutcome::terminated, "websocket");
     note_status_sent(101);
     count_tunnel_open();
+    if (!http_->set_cookie.empty()) http_->terminate.response_fields.push_back({"Set-Cookie", http_->set_cookie});
     transport_->write(make_proxy_response(101, false, http_->terminate.response_fields));
 
     set_req_state(ReqState::tunnel);

@@ -14,7 +14,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <uv.h>
@@ -128,7 +130,16 @@ private:
     void on_client_eof(int status);
     void process_input();
     void start_exchange();
-    void connect_next();
+    // Balancing and admission (client_balance.cpp). `first`: the request's first server.
+    void connect_next(bool first = false);
+    bool admit_upgrade(std::size_t route_index);
+    void throttle(const char* why, std::uint64_t retry_after_s);
+    void take_balance_inputs();
+    std::size_t pick_server(bool first);
+    void release_server_reservation();
+    // Gives back the places taken in the shared tunnel counts (no tunnel came of the
+    // exchange, or the tunnel ended).
+    void release_reservations();
     void on_upstream_ready();
     void feed_response(const char* data, std::size_t len);
     void finish_exchange();
@@ -193,6 +204,9 @@ private:
         std::vector<bool> tried;  // servers tried for this request
         std::string forward_target;  // absolute-form: the origin-form to send; empty: as received
         std::string forward_host;    // absolute-form: its authority, the Host to send
+        std::optional<std::uint64_t> balance_key;  // balance: hash, the request's key hashed
+        std::string_view affinity;   // the sticky cookie's value (in req's headers)
+        std::string set_cookie;      // a Set-Cookie for the response (sticky), or empty
         std::string client_ip;
     };
 
@@ -219,6 +233,10 @@ private:
     const ProtocolStats* protocol_stats_ = nullptr;  // with outcome_; a tunnel's labels
     UpstreamPool* pool_ = nullptr;
     UpstreamConn* up_ = nullptr;
+    // Places taken in the shared tunnel counts (proxy/admission.hpp), held until the tunnel
+    // ends or no tunnel comes of the exchange.
+    SharedCount* server_reservation_ = nullptr;
+    SharedCount* route_reservation_ = nullptr;
     BodyFraming to_client_ = BodyFraming::none;
     int status_sent_ = 0;
     // Loop times (ms), like nginx's cached clock: no clock read per request.

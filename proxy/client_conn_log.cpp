@@ -75,6 +75,7 @@ void ClientConn::count_tunnel_open() {
 }
 
 void ClientConn::count_tunnel_end(TunnelEnd how) {
+    release_reservations();
     const ProtocolStats& p = *protocol_stats_;
     g_stats.add(p.tunnels_active, -1);
     g_stats.add(up_->pool().tunnels_cell(up_->server()), -1);

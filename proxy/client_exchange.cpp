@@ -101,26 +101,23 @@ void ClientConn::start_exchange() {
     route_stats_ = &gen_->snapshot->stats.routes[route_index];
     http_->decision = decide(http_->req, route_->upgrade);
     http_->terminate = plan_termination(http_->decision, http_->req, route_->upgrade);
-    // A terminated upgrade is counted when the proxy sends its 101 (outcome terminated).
-    if (http_->decision.outcome != UpgradeOutcome::none && !http_->terminate.terminate) {
-        count_upgrade(http_->decision.outcome, offered_protocol());
-    }
     if (http_->decision.kind == UpgradeDecision::Kind::respond) {
+        count_upgrade(http_->decision.outcome, offered_protocol());
         respond_local(http_->decision.status, !http_->decision.close, http_->decision.reason.c_str(), http_->decision.response_fields,
                       http_->decision.response_body);
         return;
     }
+    // An upgrade passes the route's admission (max_tunnels, max_rate) before anything else.
+    if (http_->decision.kind == UpgradeDecision::Kind::forward && !admit_upgrade(route_index)) return;
     pool_ = gen_->pools[route_->upstream_index].get();
     http_->tried.assign(pool_->slot_count(), false);
-    connect_next();
+    take_balance_inputs();
+    connect_next(true);
 }
 
-void ClientConn::connect_next() {
-    std::size_t server = pool_->pick(http_->tried);
-    if (server == UpstreamPool::npos) {
-        fail_exchange(502, "no upstream server could be reached");
-        return;
-    }
+void ClientConn::connect_next(bool first) {
+    const std::size_t server = pick_server(first);
+    if (server == UpstreamPool::npos) return;  // answered (502, or 503 when every server is full)
     http_->tried[server] = true;
     bool connected = false;
     // A terminated WebSocket needs its own connection: a pooled one speaks HTTP.
@@ -141,6 +138,7 @@ void ClientConn::on_upstream_connect_failed(UpstreamConn& conn, int status) {
     pool_->record_connect_result(conn.server(), false);
     up_->close();
     up_ = nullptr;
+    release_server_reservation();
     // Nothing was sent yet: the next server may take the request.
     connect_next();
 }
@@ -285,6 +283,7 @@ void ClientConn::on_upstream_closed(UpstreamConn&, int status) {
             up_ = nullptr;
             set_res_state(ResState::none);
             http_->tried.assign(pool_->slot_count(), false);
+            release_server_reservation();
             connect_next();
             return;
         }
@@ -350,6 +349,7 @@ HttpParser::AfterHead ClientConn::on_response_head(MessageHead& head) {
         up_reusable_ = false;
         count_upgrade(UpgradeOutcome::declined, offered_protocol());
     }
+    if (!http_->set_cookie.empty()) extra.push_back({"Set-Cookie", http_->set_cookie});
     if (http_->resp.status == 426) {
         // The backend's 426 keeps its Upgrade, filtered to what the route allows.
         std::string upgrade = filter_upgrade_field(http_->resp, route_->upgrade);
@@ -394,6 +394,7 @@ void ClientConn::on_response_end() {
 // Ends of exchanges
 
 void ClientConn::finish_exchange() {
+    release_reservations();  // no tunnel came of it
     bool request_done = req_state_ == ReqState::complete;
     log_exchange(answered_locally_ ? "proxy" : "ok");
     uv_timer_stop(up_timer_);
@@ -417,6 +418,9 @@ void ClientConn::finish_exchange() {
     route_stats_ = nullptr;
     http_->forward_target.clear();
     http_->forward_host.clear();
+    http_->set_cookie.clear();
+    http_->balance_key.reset();
+    http_->affinity = {};
     outcome_ = UpgradeOutcome::none;
     protocol_stats_ = nullptr;
     pool_ = nullptr;
@@ -444,6 +448,7 @@ void ClientConn::finish_exchange() {
 
 void ClientConn::fail_exchange(int status, const char* why) {
     log_error("%s %s: %s", http_->req.method.c_str(), http_->req.target.c_str(), why);
+    release_reservations();
     uv_timer_stop(up_timer_);
     if (up_ != nullptr) {
         up_->close();
@@ -463,6 +468,7 @@ void ClientConn::respond_local(int status, bool keep_open, const char* why, cons
                                std::string_view body) {
     SY_TRACE("client %p local %d: %s", static_cast<void*>(this), status, why);
     g_stats.add(g_stats.responses_proxy);
+    release_reservations();
     // The connection can go on only when the request had no body to skip and the parser
     // stands right after its head.
     keep_open = keep_open && req_state_ == ReqState::connecting && http_->req.framing == BodyFraming::none &&

@@ -9,6 +9,7 @@
 
 #include <sys/socket.h>
 
+#include "proxy/admission.hpp"
 #include "proxy/ops/stats.hpp"
 #include "proxy/transport/tls_context.hpp"
 #include "routing/config.hpp"
@@ -18,6 +19,8 @@ namespace sy {
 struct Snapshot {
     Config config;
     StatsBinding stats;
+    AdmissionBinding admission;  // the counters and rate buckets shared by every worker
+    bool needs_client_ip = false;  // an upstream hashes on client_ip
     std::vector<std::vector<sockaddr_storage>> server_addresses;  // per Config::upstreams index
     std::vector<std::shared_ptr<ServerTls>> listener_tls;  // per Config::listen index; null: plain
     std::vector<std::shared_ptr<ClientTls>> upstream_tls;  // per Config::upstreams index; null: plain

@@ -4,13 +4,14 @@
 
 #include "proxy/upstream_conn.hpp"
 #include "proxy/worker.hpp"
+#include "routing/affinity.hpp"
 
 namespace sy {
 
 UpstreamPool::UpstreamPool(Worker& worker, const UpstreamConfig& config, const UpstreamStats& stats,
-                           const std::vector<sockaddr_storage>& addresses)
-    : worker_(worker) {
-    reconfigure(config, stats, addresses);
+                           const std::vector<sockaddr_storage>& addresses, const std::vector<SharedCount*>& tunnels)
+    : worker_(worker), random_state_(0x9e3779b97f4a7c15ull ^ (worker.id() + 1) * 0xbf58476d1ce4e5b9ull) {
+    reconfigure(config, stats, addresses, tunnels);
     // Workers start at different servers so that round robin spreads from the first request.
     if (!order_.empty()) next_ = worker.id() % order_.size();
 }
@@ -18,7 +19,7 @@ UpstreamPool::UpstreamPool(Worker& worker, const UpstreamConfig& config, const U
 UpstreamPool::~UpstreamPool() = default;
 
 void UpstreamPool::reconfigure(const UpstreamConfig& config, const UpstreamStats& stats,
-                               const std::vector<sockaddr_storage>& addresses) {
+                               const std::vector<sockaddr_storage>& addresses, const std::vector<SharedCount*>& tunnels) {
     config_ = config;
     connect_failures_ = stats.connect_failures;
     std::vector<bool> kept(slots_.size(), false);
@@ -50,6 +51,9 @@ void UpstreamPool::reconfigure(const UpstreamConfig& config, const UpstreamStats
         kept[slot] = true;
         slots_[slot].address = addresses[i];
         slots_[slot].tunnels = stats.server_tunnels[i];
+        slots_[slot].tunnels_shared = tunnels[i];
+        slots_[slot].id = server_id(config.name, name);
+        slots_[slot].affinity = sy::affinity_value(slots_[slot].id);
         order.push_back(slot);
     }
     for (std::size_t s = 0; s < slots_.size(); ++s) {
@@ -70,34 +74,57 @@ bool UpstreamPool::cooling_down(const Slot& s, std::uint64_t now) const {
     return s.consecutive_fails >= config_.health.max_fails && now < s.cooldown_until_ms;
 }
 
-std::size_t UpstreamPool::pick(const std::vector<bool>& tried) {
+UpstreamPool::Picked UpstreamPool::pick(const std::vector<bool>& tried, const PickRequest& request) {
     const std::size_t n = order_.size();
     const std::uint64_t now = worker_.now_ms();
-    // Two passes: healthy servers first; if every untried one is cooling down, try them
-    // anyway rather than failing without an attempt.
-    for (int pass = 0; pass < 2; ++pass) {
-        std::size_t best = npos;
-        std::size_t best_k = 0;
-        for (std::size_t k = 0; k < n; ++k) {
-            std::size_t i = order_[(next_ + k) % n];
-            if (i < tried.size() && tried[i]) continue;
-            if (pass == 0 && avoid(slots_[i], now)) continue;
-            if (config_.balance == Balance::round_robin) {
-                best = i;
-                best_k = k;
-                break;
-            }
-            if (best == npos || slots_[i].busy < slots_[best].busy) {
-                best = i;
-                best_k = k;
-            }
-        }
-        if (best != npos) {
-            next_ = (next_ + best_k + 1) % n;
-            return best;
-        }
+    const auto slow_start_ms = static_cast<std::uint64_t>(config_.slow_start.count());
+    views_.resize(n);
+    BalanceRequest br;
+    br.balance = config_.balance;
+    br.key = request.key;
+    br.upgrade = request.upgrade;
+    br.cursor = next_;
+    random_state_ ^= random_state_ << 13;
+    random_state_ ^= random_state_ >> 7;
+    random_state_ ^= random_state_ << 17;
+    br.draw = static_cast<double>(random_state_ >> 11) * 0x1.0p-53;
+    for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t i = order_[k];
+        const Slot& s = slots_[i];
+        ServerView& v = views_[k];
+        v.id = s.id;
+        v.eligible = !(i < tried.size() && tried[i]);
+        v.down = avoid(s, now);
+        v.full = s.tunnels_shared != nullptr && s.tunnels_shared->full(config_.max_tunnels);
+        v.share = s.back_since_ms == 0 || now < s.back_since_ms ? 1.0
+                                                                 : slow_start_share(now - s.back_since_ms, slow_start_ms);
+        v.busy = s.busy;
+        if (!request.affinity.empty() && request.affinity == s.affinity) br.sticky = k;
     }
-    return npos;
+    Picked picked;
+    // An upgrade takes its place in the server's max_tunnels here; another worker may take
+    // the last one between the look and the take, and then the server counts as full.
+    for (std::size_t attempt = 0; attempt <= n; ++attempt) {
+        const BalanceChoice choice = choose_server(views_, br);
+        if (choice.server == BalanceChoice::none) {
+            picked.all_full = choice.all_full;
+            return picked;
+        }
+        const std::size_t slot = order_[choice.server];
+        if (request.upgrade && slots_[slot].tunnels_shared != nullptr) {
+            if (!slots_[slot].tunnels_shared->try_acquire(config_.max_tunnels)) {
+                views_[choice.server].full = true;
+                continue;
+            }
+            picked.reservation = slots_[slot].tunnels_shared;
+        }
+        next_ = choice.next_cursor;
+        picked.server = slot;
+        picked.affinity_kept = br.sticky == choice.server;
+        return picked;
+    }
+    picked.all_full = true;
+    return picked;
 }
 
 UpstreamConn* UpstreamPool::acquire(std::size_t server, UpstreamEvents& events, Millis connect_timeout,
@@ -129,6 +156,8 @@ void UpstreamPool::record_connect_result(std::size_t server, bool ok) {
     g_stats.add(connect_failures_);
     if (++s.consecutive_fails >= config_.health.max_fails) {
         s.cooldown_until_ms = worker_.now_ms() + static_cast<std::uint64_t>(config_.health.cooldown.count());
+        // Tried again when the cooldown ends: slow start counts from then.
+        s.back_since_ms = s.cooldown_until_ms;
     }
 }
 
@@ -136,6 +165,7 @@ bool UpstreamPool::set_check_result(std::size_t server, bool up) {
     Slot& s = slots_[server];
     bool changed = s.check_down == up;
     s.check_down = !up;
+    if (changed && up) s.back_since_ms = worker_.now_ms();  // back from down: slow start
     return changed;
 }
 

@@ -13,14 +13,18 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "proxy/admission.hpp"
 #include "proxy/ops/stats.hpp"
 #include "proxy/transport/tls_context.hpp"
+#include "routing/balancer.hpp"
 #include "routing/config.hpp"
 
 namespace sy {
@@ -33,22 +37,41 @@ class UpstreamPool : public std::enable_shared_from_this<UpstreamPool> {
 public:
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
+    // `tunnels`: per server of `config`, its open tunnels counted by every worker.
     UpstreamPool(Worker& worker, const UpstreamConfig& config, const UpstreamStats& stats,
-                 const std::vector<sockaddr_storage>& addresses);
+                 const std::vector<sockaddr_storage>& addresses, const std::vector<SharedCount*>& tunnels);
     ~UpstreamPool();
     UpstreamPool(const UpstreamPool&) = delete;
     UpstreamPool& operator=(const UpstreamPool&) = delete;
 
     // A reload kept this upstream's name: diff the servers by address (see above).
     void reconfigure(const UpstreamConfig& config, const UpstreamStats& stats,
-                     const std::vector<sockaddr_storage>& addresses);
+                     const std::vector<sockaddr_storage>& addresses, const std::vector<SharedCount*>& tunnels);
     // A reload removed this upstream: idle connections close, none is pooled any more.
     void retire() { close_idle(); }
 
+    // What the balancer needs of a request (docs/upgrades.md, "Balancing long-lived
+    // connections").
+    struct PickRequest {
+        bool upgrade = false;               // it may become a tunnel: max_tunnels applies
+        std::optional<std::uint64_t> key;   // balance: hash, when the request carries its key
+        std::string_view affinity;          // the sticky cookie's value, if the request has one
+    };
+    struct Picked {
+        std::size_t server = npos;
+        bool all_full = false;      // npos because every server left is at max_tunnels
+        bool affinity_kept = false; // the sticky cookie named this server: no new cookie
+        // An upgrade's place in the server's max_tunnels, taken here; the caller gives it
+        // back (SharedCount::release) when no tunnel comes of it or the tunnel ends.
+        SharedCount* reservation = nullptr;
+    };
     // The next server to try, skipping those in `tried` (indexed by slot, slot_count()
     // long), those cooling down after max_fails connect failures and those the active
-    // check found down (unless every untried server is one of those).
-    std::size_t pick(const std::vector<bool>& tried);
+    // check found down (unless every untried server is one of those), and for an upgrade
+    // those at max_tunnels.
+    Picked pick(const std::vector<bool>& tried, const PickRequest& request);
+    // The affinity cookie's value for `server` (sticky).
+    const std::string& affinity_value(std::size_t server) const { return slots_[server].affinity; }
 
     // A connection to `server` for `events`: an idle pooled one (already connected; the
     // caller proceeds at once) or a new one connecting within `connect_timeout`.
@@ -91,6 +114,10 @@ private:
         std::uint32_t open = 0;         // every open connection, idle ones included
         bool check_down = false;        // the active health check failed
         bool retired = false;           // removed by a reload; reusable once open == 0
+        std::uint64_t id = 0;           // server_id(upstream, address): the hash's input
+        std::string affinity;           // its sticky cookie value
+        SharedCount* tunnels_shared = nullptr;  // open tunnels, all workers (max_tunnels)
+        std::uint64_t back_since_ms = 0;        // when it last came back from down (slow start)
     };
 
     // Called by UpstreamConn.
@@ -109,6 +136,8 @@ private:
     std::vector<std::size_t> order_;   // slots in service, in the configuration's order
     std::vector<UpstreamConn*> idle_;  // most recently used last
     std::size_t next_ = 0;             // round-robin cursor into order_
+    std::vector<ServerView> views_;    // pick's scratch, parallel to order_
+    std::uint64_t random_state_;       // slow start's draws (xorshift)
     MetricCell connect_failures_ = 0;
     bool closing_ = false;
 };

@@ -31,7 +31,8 @@ Worker::Worker(SnapshotPtr snapshot, unsigned id, std::vector<int> listen_fds, A
     const Config& config = snapshot->config;
     for (std::size_t u = 0; u < config.upstreams.size(); ++u) {
         generation->pools.push_back(std::make_shared<UpstreamPool>(*this, config.upstreams[u], snapshot->stats.upstreams[u],
-                                                                   snapshot->server_addresses[u]));
+                                                                   snapshot->server_addresses[u],
+                                                                   snapshot->admission.servers[u]));
         generation->pools.back()->set_tls(snapshot->upstream_tls[u]);
     }
     generation->snapshot = std::move(snapshot);
@@ -178,12 +179,13 @@ void Worker::apply(PendingReload reload) {
             if (!carried[old] && current_->pools[old]->config().name == upstream.name) {
                 carried[old] = true;
                 pool = current_->pools[old];
-                pool->reconfigure(upstream, snap.stats.upstreams[u], snap.server_addresses[u]);
+                pool->reconfigure(upstream, snap.stats.upstreams[u], snap.server_addresses[u], snap.admission.servers[u]);
                 break;
             }
         }
         if (!pool) {
-            pool = std::make_shared<UpstreamPool>(*this, upstream, snap.stats.upstreams[u], snap.server_addresses[u]);
+            pool = std::make_shared<UpstreamPool>(*this, upstream, snap.stats.upstreams[u], snap.server_addresses[u],
+                                                  snap.admission.servers[u]);
         }
         pool->set_tls(snap.upstream_tls[u]);
         generation->pools.push_back(std::move(pool));

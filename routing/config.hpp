@@ -40,7 +40,21 @@ struct ListenerConfig {
     std::optional<ListenerTls> tls;
 };
 
-enum class Balance { round_robin, least_conn };
+enum class Balance { round_robin, least_conn, hash };
+
+// balance: hash picks the server by this part of the request (docs/upgrades.md,
+// "Balancing long-lived connections").
+struct HashKey {
+    enum class Kind { client_ip, header, cookie, query };
+    Kind kind = Kind::client_ip;
+    std::string name;  // header (lower-cased), cookie or query parameter name
+};
+
+// sticky: an affinity cookie naming the server (without its address).
+struct StickyConfig {
+    std::string cookie;
+    Millis max_age{3'600'000};
+};
 
 struct HealthCheck {
     std::string path = "/healthz";
@@ -66,6 +80,10 @@ struct UpstreamConfig {
     std::vector<Address> servers;
     std::optional<UpstreamTls> tls;
     Balance balance = Balance::round_robin;
+    HashKey hash_key;              // with balance: hash
+    std::optional<StickyConfig> sticky;
+    std::uint32_t max_tunnels = 0; // per server, all workers together; 0 = no limit
+    Millis slow_start{0};          // a server back from down is ramped up over this time
     std::uint32_t keepalive = 32;  // idle pooled connections per worker
     HealthConfig health;
 };
@@ -84,6 +102,10 @@ struct UpgradeConfig {
     // of preference: "binary" and/or "base64" (websockify's).
     std::vector<std::string> subprotocols;
     std::uint64_t max_message = 1024 * 1024;  // with terminate: larger client messages close with 1009
+    // Admission of new upgrades on the route, all workers together (0 = no limit): per
+    // second (a bucket of one second's worth) and open tunnels.
+    std::uint32_t max_rate = 0;
+    std::uint32_t max_tunnels = 0;
 };
 
 struct RouteMatch {

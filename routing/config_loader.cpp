@@ -256,7 +256,8 @@ void ConfigReader::read_upstream(const Entry& entry, UpstreamConfig& upstream) {
     if (!r_.expect_map(entry)) {
         return;
     }
-    const Fields fields = r_.fields(entry.value, {"servers", "balance", "keepalive", "health", "tls"});
+    const Fields fields = r_.fields(entry.value, {"servers", "balance", "hash_key", "sticky", "max_tunnels", "slow_start",
+                                                  "keepalive", "health", "tls"});
     const Entry* servers = fields.find("servers");
     if (servers == nullptr) {
         r_.error(entry.value_mark(), "upstream " + quoted(upstream.name) + " has no servers");
@@ -270,11 +271,7 @@ void ConfigReader::read_upstream(const Entry& entry, UpstreamConfig& upstream) {
             }
         }
     }
-    if (const Entry* e = fields.find("balance")) {
-        if (auto index = r_.choice(*e, {"round_robin", "least_conn"})) {
-            upstream.balance = *index == 0 ? Balance::round_robin : Balance::least_conn;
-        }
-    }
+    read_balancing(fields, upstream);
     if (const Entry* e = fields.find("keepalive")) {
         if (auto value = r_.integer(*e, 0, UINT32_MAX)) {
             upstream.keepalive = static_cast<std::uint32_t>(*value);

@@ -28,6 +28,7 @@ private:
     void read_upstreams(const Entry& entry, Config& config);
     void read_upstream(const Entry& entry, UpstreamConfig& upstream);
     std::optional<UpstreamTls> read_upstream_tls(const Entry& entry);
+    void read_balancing(const Fields& fields, UpstreamConfig& upstream);
     void read_health(const Entry& entry, HealthConfig& health);
     void read_routes(const Entry& entry, Config& config);
     void read_route(const Entry& entry, RouteConfig& route);

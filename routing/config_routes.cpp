@@ -147,7 +147,8 @@ void ConfigReader::read_upgrade(const Entry& entry, UpgradeConfig& upgrade) {
         return;
     }
     const Fields fields =
-        r_.fields(entry.value, {"allow", "on_disallowed", "require", "terminate", "subprotocols", "max_message"});
+        r_.fields(entry.value, {"allow", "on_disallowed", "require", "terminate", "subprotocols", "max_message",
+                                "max_rate", "max_tunnels"});
     if (const Entry* e = fields.find("allow"); e != nullptr && r_.expect_list(*e)) {
         for (const Entry& item : r_.items(*e)) {
             auto protocol = r_.scalar(item);
@@ -182,6 +183,12 @@ void ConfigReader::read_upgrade(const Entry& entry, UpgradeConfig& upgrade) {
         }
     }
     read_terminate(fields, upgrade);
+    if (const Entry* e = fields.find("max_rate")) {
+        if (auto value = r_.integer(*e, 0, UINT32_MAX)) upgrade.max_rate = static_cast<std::uint32_t>(*value);
+    }
+    if (const Entry* e = fields.find("max_tunnels")) {
+        if (auto value = r_.integer(*e, 0, UINT32_MAX)) upgrade.max_tunnels = static_cast<std::uint32_t>(*value);
+    }
 }
 
 // terminate: websocket, and the keys that only apply with it (docs/upgrades.md,

@@ -68,6 +68,12 @@ std::shared_ptr<const Snapshot> make_snapshot(Config config, std::string* error)
         snapshot->listener_tls.push_back(std::move(tls));
     }
     snapshot->stats = g_stats.bind(config);
+    snapshot->admission = g_admission.bind(config);
+    for (const UpstreamConfig& upstream : config.upstreams) {
+        if (upstream.balance == Balance::hash && upstream.hash_key.kind == HashKey::Kind::client_ip) {
+            snapshot->needs_client_ip = true;
+        }
+    }
     snapshot->config = std::move(config);
     return snapshot;
 }
