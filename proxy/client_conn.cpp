@@ -94,7 +94,7 @@ ClientConn::~ClientConn() {
     g_stats.add(g_stats.connections_active, -1);
 }
 
-void ClientConn::accept(uv_stream_t* server, const ServerTls* tls) {
+void ClientConn::accept(uv_stream_t* server, const ServerTls* tls, bool proxy_protocol) {
     auto* tcp = static_cast<TcpTransport*>(transport_);
     if (uv_accept(server, tcp->stream()) != 0) {
         close();
@@ -105,19 +105,29 @@ void ClientConn::accept(uv_stream_t* server, const ServerTls* tls) {
     if (config().forwarding.x_forwarded_for || worker_.access_log().enabled() || gen_->snapshot->needs_client_ip) {
         http_->client_ip = peer_ip(tcp->tcp());
     }
-    if (tls != nullptr) {
-        SSL* ssl = tls->new_ssl();
-        if (ssl == nullptr) {
-            close();
-            return;
-        }
-        tls_ = new TlsTransport(worker_.loop(), tcp, ssl, worker_.io_buffers());
-        transport_ = tls_;
-        transport_->set_user(this);
-        transport_->set_read_limit(Worker::kReadBufferSize);
-    }
     start_timer(config().timeouts.request_header);
-    update_reading();
+    if (proxy_protocol) {
+        // The header comes first, before TLS: read on TCP until it is whole.
+        proxy_header_ = std::make_unique<PendingProxyHeader>();
+        proxy_header_->tls = tls;
+        transport_->start_reading();
+        return;
+    }
+    start_tls(tls);
+    if (!closing_) update_reading();
+}
+
+void ClientConn::start_tls(const ServerTls* tls) {
+    if (tls == nullptr) return;
+    SSL* ssl = tls->new_ssl();
+    if (ssl == nullptr) {
+        close();
+        return;
+    }
+    tls_ = new TlsTransport(worker_.loop(), static_cast<TcpTransport*>(transport_), ssl, worker_.io_buffers());
+    transport_ = tls_;
+    transport_->set_user(this);
+    transport_->set_read_limit(Worker::kReadBufferSize);
 }
 
 void ClientConn::take_current_config() {
@@ -145,7 +155,7 @@ void ClientConn::trace_res_state(ResState next) const {
 
 
 void ClientConn::update_reading() {
-    if (closing_ || tunnel_ != nullptr) return;
+    if (closing_ || tunnel_ != nullptr || proxy_header_ != nullptr) return;
     bool want;
     if (lingering_) {
         want = true;  // read and discard until the client closes
@@ -170,6 +180,10 @@ void ClientConn::update_reading() {
 }
 
 void ClientConn::on_transport_read(Transport&, BufferPool::Buffer* buf, std::size_t len) {
+    if (proxy_header_ != nullptr && !closing_) {
+        on_proxy_header_bytes(buf, len);
+        return;
+    }
     if (!closing_) {
         g_stats.add(g_stats.bytes_from_clients, static_cast<std::int64_t>(len));
         if (!lingering_) on_client_bytes(buf->data(), len);  // lingering: discarded
@@ -352,6 +366,13 @@ void ClientConn::on_timer(uv_timer_t* timer) {
     auto* self = static_cast<ClientConn*>(timer->data);
     if (self->closing_) return;
     if (self->lingering_) {
+        self->close();
+        return;
+    }
+    if (self->proxy_header_ != nullptr) {
+        // A PROXY header slower than timeouts.request_header: closed, counted, logged.
+        g_stats.add(g_stats.proxy_protocol_errors);
+        log_error("PROXY protocol: no whole header within timeouts.request_header");
         self->close();
         return;
     }

@@ -23,6 +23,7 @@
 
 #include "parser/http_parser.hpp"
 #include "parser/message.hpp"
+#include "parser/proxy_protocol.hpp"
 #include "proxy/log.hpp"
 #include "proxy/ops/stats.hpp"
 #include "proxy/transport/tcp_transport.hpp"
@@ -51,8 +52,9 @@ public:
 
     // Accepts the pending connection on `server` and starts reading. On failure the
     // object closes itself.
-    // `tls`: the listener's TLS (null: plain TCP).
-    void accept(uv_stream_t* server, const ServerTls* tls);
+    // `tls`: the listener's TLS (null: plain TCP). `proxy_protocol`: the connection starts
+    // with a PROXY header (before TLS), which names the client.
+    void accept(uv_stream_t* server, const ServerTls* tls, bool proxy_protocol);
     // Shutdown: closes the connection if it is between exchanges; otherwise it closes
     // after the current response.
     void begin_drain();
@@ -124,6 +126,12 @@ private:
     void trace_res_state(ResState next) const;
 
     void on_client_bytes(const char* data, std::size_t len);
+    // PROXY protocol (client_proxy_header.cpp): the header's bytes until it is whole; then
+    // TLS starts, if the listener has it, and what follows is the client's.
+    void on_proxy_header_bytes(BufferPool::Buffer* buf, std::size_t len);
+    void start_tls(const ServerTls* tls);
+    // The PROXY header for a server of the current pool (empty: it expects none).
+    std::string upstream_proxy_header();
     // The client bytes not parsed yet (the current read's rest, or the saved ones).
     inline std::string_view unparsed() const;
     void consume(std::size_t n);
@@ -208,6 +216,17 @@ private:
         std::string_view affinity;   // the sticky cookie's value (in req's headers)
         std::string set_cookie;      // a Set-Cookie for the response (sticky), or empty
         std::string client_ip;
+        // The connection's two ends as a PROXY header named them (family none otherwise):
+        // what an upstream PROXY header passes on.
+        ProxyAddress pp_source;
+        ProxyAddress pp_destination;
+    };
+
+    // A listener with proxy_protocol: the header's bytes so far, and the listener's TLS,
+    // which starts once the header is read.
+    struct PendingProxyHeader {
+        std::string bytes;
+        const ServerTls* tls = nullptr;
     };
 
     Worker& worker_;
@@ -221,6 +240,7 @@ private:
     uv_timer_t* timer_ = nullptr;     // request_header / keepalive_idle / lingering close
     uv_timer_t* up_timer_ = nullptr;  // upstream_response
     std::unique_ptr<Http> http_;
+    std::unique_ptr<PendingProxyHeader> proxy_header_;  // until the PROXY header is read
     std::unique_ptr<TunnelBase> tunnel_;  // a raw Tunnel or a WsTunnel
 
     ReqState req_state_ = ReqState::idle;

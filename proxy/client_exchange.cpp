@@ -121,7 +121,8 @@ void ClientConn::connect_next(bool first) {
     http_->tried[server] = true;
     bool connected = false;
     // A terminated WebSocket needs its own connection: a pooled one speaks HTTP.
-    up_ = pool_->acquire(server, *this, config().timeouts.upstream_connect, &connected, !http_->terminate.terminate);
+    up_ = pool_->acquire(server, *this, config().timeouts.upstream_connect, &connected, !http_->terminate.terminate,
+                         upstream_proxy_header());
     up_reusable_ = false;
     up_write_failed_ = false;
     if (connected) on_upstream_ready();
@@ -176,7 +177,7 @@ void ClientConn::on_upstream_ready() {
     bool forward_upgrade = http_->decision.kind == UpgradeDecision::Kind::forward;
     static const HeaderList kNoFields;
     append_upstream_request_head(http_->scratch, http_->req, fwd, forward_upgrade ? http_->decision.upstream_fields : kNoFields,
-                                 pool_->config().keepalive == 0 && !forward_upgrade);
+                                 (pool_->config().keepalive == 0 || pool_->config().proxy_protocol != ProxyProtocolOut::off) && !forward_upgrade);
     up_->writer().write(http_->scratch);
 
     http_->resp_parser.reset();

@@ -1,5 +1,7 @@
 #include "proxy/health_check.hpp"
 
+#include "parser/proxy_protocol.hpp"
+
 #include <algorithm>
 #include <string>
 
@@ -54,7 +56,13 @@ private:
             self->finish(false);
             return;
         }
-        self->request_ = "GET " + self->owner_.check_.path +
+        // A server that expects a PROXY header gets one saying "the proxy itself" (v2 LOCAL,
+        // v1 UNKNOWN), as HAProxy's checks do.
+        const ProxyProtocolOut pp = self->owner_.pool_.config().proxy_protocol;
+        self->request_ = pp == ProxyProtocolOut::v1 ? proxy_header_v1({}, {})
+                         : pp == ProxyProtocolOut::v2 ? proxy_header_v2({}, {})
+                                                      : std::string();
+        self->request_ += "GET " + self->owner_.check_.path +
                          " HTTP/1.1\r\nHost: " + address_text(self->owner_.pool_.address(self->server_), true) +
                          "\r\nUser-Agent: switchyard-health-check\r\nConnection: close\r\n\r\n";
         self->write_.data = self;

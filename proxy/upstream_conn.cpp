@@ -21,9 +21,10 @@ UpstreamConn::UpstreamConn(std::shared_ptr<UpstreamPool> pool, std::size_t serve
     g_stats.add(g_stats.upstream_connections_active, 1);
 }
 
-void UpstreamConn::connect(UpstreamEvents& events, Millis timeout) {
+void UpstreamConn::connect(UpstreamEvents& events, Millis timeout, std::string proxy_header) {
     events_ = &events;
     connecting_ = true;
+    proxy_header_ = std::move(proxy_header);
     auto* req = new uv_connect_t;
     req->data = this;
     int r = uv_tcp_connect(req, tcp_->tcp(), pool_->address(server_), &UpstreamConn::on_connect);
@@ -56,6 +57,10 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) {
         return;
     }
     uv_tcp_nodelay(self->tcp_->tcp(), 1);
+    if (!self->proxy_header_.empty()) {
+        self->tcp_->write(self->proxy_header_);  // before anything else, TLS included
+        std::string().swap(self->proxy_header_);
+    }
     if (const ClientTls* tls = self->pool_->tls()) {
         // TLS toward the server: the handshake starts now; what the exchange writes waits
         // for it inside the transport, and a failed verification ends the read side.

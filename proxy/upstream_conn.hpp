@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include <uv.h>
 
@@ -38,8 +39,9 @@ public:
     UpstreamConn(std::shared_ptr<UpstreamPool> pool, std::size_t server);
 
     // Starts connecting; `events` gets on_upstream_connected or on_upstream_connect_failed
-    // (UV_ETIMEDOUT after `timeout`).
-    void connect(UpstreamEvents& events, Millis timeout);
+    // (UV_ETIMEDOUT after `timeout`). `proxy_header`: written first once connected, on TCP
+    // (before any TLS), for servers that expect the PROXY protocol.
+    void connect(UpstreamEvents& events, Millis timeout, std::string proxy_header = {});
     // Takes an idle connection out of the pool for `events`.
     void attach(UpstreamEvents& events);
     // The exchange ended cleanly and the connection may carry another one: back to the pool.
@@ -89,6 +91,7 @@ private:
     // Connect timeout while connecting, idle timeout while pooled; on the heap so that a
     // tunnel can give it back (null then).
     uv_timer_t* timer_ = nullptr;
+    std::string proxy_header_;  // while connecting
     bool connecting_ = false;
     bool reused_ = false;
     bool closing_ = false;

@@ -128,8 +128,9 @@ UpstreamPool::Picked UpstreamPool::pick(const std::vector<bool>& tried, const Pi
 }
 
 UpstreamConn* UpstreamPool::acquire(std::size_t server, UpstreamEvents& events, Millis connect_timeout,
-                                    bool* connected, bool reuse) {
+                                    bool* connected, bool reuse, std::string proxy_header) {
     // Most recently used first: it is the least likely to have been closed by the server.
+    reuse = reuse && config_.proxy_protocol == ProxyProtocolOut::off;  // one client's per connection
     for (auto it = idle_.rbegin(); reuse && it != idle_.rend(); ++it) {
         UpstreamConn* conn = *it;
         if (conn->server() != server) continue;
@@ -142,7 +143,7 @@ UpstreamConn* UpstreamPool::acquire(std::size_t server, UpstreamEvents& events, 
     auto* conn = new UpstreamConn(shared_from_this(), server);
     slots_[server].busy++;
     slots_[server].open++;
-    conn->connect(events, connect_timeout);
+    conn->connect(events, connect_timeout, std::move(proxy_header));
     *connected = false;
     return conn;
 }
@@ -174,7 +175,8 @@ void UpstreamPool::on_conn_busy(UpstreamConn* conn) { slots_[conn->server()].bus
 void UpstreamPool::on_conn_released(UpstreamConn* conn) {
     Slot& slot = slots_[conn->server()];
     slot.busy--;
-    if (closing_ || slot.retired || worker_.draining() || idle_.size() >= config_.keepalive) {
+    if (closing_ || slot.retired || worker_.draining() || idle_.size() >= config_.keepalive ||
+        config_.proxy_protocol != ProxyProtocolOut::off) {
         // No room: close it (close() sees it idle and does not count it busy again).
         conn->close();
         return;

@@ -76,8 +76,10 @@ public:
     // A connection to `server` for `events`: an idle pooled one (already connected; the
     // caller proceeds at once) or a new one connecting within `connect_timeout`.
     // `*connected` tells which. `reuse` false: always a new one.
+    // `proxy_header`: for a new connection to a server that expects the PROXY protocol
+    // (such a connection carries one client's address: never pooled nor reused).
     UpstreamConn* acquire(std::size_t server, UpstreamEvents& events, Millis connect_timeout, bool* connected,
-                          bool reuse = true);
+                          bool reuse = true, std::string proxy_header = {});
 
     void record_connect_result(std::size_t server, bool ok);
     // The active health check's verdict; true when it changed.

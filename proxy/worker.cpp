@@ -206,11 +206,14 @@ void Worker::on_connection(uv_stream_t* server, int status) {
     auto* conn = new ClientConn(self);  // owns itself; deleted after its handles close
     // Listeners are kept in the configuration's order: the index finds its TLS, if any.
     const ServerTls* tls = nullptr;
-    const auto& tls_list = self.current()->snapshot->listener_tls;
-    for (std::size_t i = 0; i < self.listeners_.size() && i < tls_list.size(); ++i) {
-        if (self.listeners_[i].get() == listener) tls = tls_list[i].get();
+    bool proxy_protocol = false;
+    const Snapshot& snapshot = *self.current()->snapshot;
+    for (std::size_t i = 0; i < self.listeners_.size() && i < snapshot.listener_tls.size(); ++i) {
+        if (self.listeners_[i].get() != listener) continue;
+        tls = snapshot.listener_tls[i].get();
+        proxy_protocol = snapshot.config.listen[i].proxy_protocol;
     }
-    conn->accept(server, tls);
+    conn->accept(server, tls, proxy_protocol);
     if (self.clients_.size() > self.config().limits.max_connections) {
         // Over limits.max_connections: accepted (so the kernel queue does not fill) and
         // closed at once.

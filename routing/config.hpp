@@ -38,7 +38,11 @@ struct ListenerTls {
 struct ListenerConfig {
     Address address;
     std::optional<ListenerTls> tls;
+    bool proxy_protocol = false;  // every connection starts with a PROXY v1/v2 header
 };
+
+// upstreams.<name>.proxy_protocol: a PROXY header sent to the servers first.
+enum class ProxyProtocolOut { off, v1, v2 };
 
 enum class Balance { round_robin, least_conn, hash };
 
@@ -84,6 +88,7 @@ struct UpstreamConfig {
     std::optional<StickyConfig> sticky;
     std::uint32_t max_tunnels = 0; // per server, all workers together; 0 = no limit
     Millis slow_start{0};          // a server back from down is ramped up over this time
+    ProxyProtocolOut proxy_protocol = ProxyProtocolOut::off;
     std::uint32_t keepalive = 32;  // idle pooled connections per worker
     HealthConfig health;
 };

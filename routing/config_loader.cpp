@@ -93,7 +93,11 @@ void ConfigReader::read_listen(const Entry& entry, Config& config) {
         if (!r_.expect_map(item)) {
             continue;
         }
-        const Fields fields = r_.fields(item.value, {"address", "tls"});
+        const Fields fields = r_.fields(item.value, {"address", "tls", "proxy_protocol"});
+        bool proxy_protocol = false;
+        if (const Entry* e = fields.find("proxy_protocol")) {
+            if (auto value = r_.boolean(*e)) proxy_protocol = *value;
+        }
         std::optional<ListenerTls> tls;
         if (const Entry* tls_entry = fields.find("tls")) {
             tls = read_listener_tls(*tls_entry, config.file);
@@ -113,7 +117,7 @@ void ConfigReader::read_listen(const Entry& entry, Config& config) {
                          "duplicate listen address " + quoted(address->to_string()));
                 continue;
             }
-            config.listen.push_back(ListenerConfig{std::move(*address), std::move(tls)});
+            config.listen.push_back(ListenerConfig{std::move(*address), std::move(tls), proxy_protocol});
         }
     }
 }
@@ -257,7 +261,7 @@ void ConfigReader::read_upstream(const Entry& entry, UpstreamConfig& upstream) {
         return;
     }
     const Fields fields = r_.fields(entry.value, {"servers", "balance", "hash_key", "sticky", "max_tunnels", "slow_start",
-                                                  "keepalive", "health", "tls"});
+                                                  "keepalive", "health", "tls", "proxy_protocol"});
     const Entry* servers = fields.find("servers");
     if (servers == nullptr) {
         r_.error(entry.value_mark(), "upstream " + quoted(upstream.name) + " has no servers");
@@ -282,6 +286,13 @@ void ConfigReader::read_upstream(const Entry& entry, UpstreamConfig& upstream) {
     }
     if (const Entry* e = fields.find("tls")) {
         upstream.tls = read_upstream_tls(*e);
+    }
+    if (const Entry* e = fields.find("proxy_protocol")) {
+        if (auto index = r_.choice(*e, {"off", "v1", "v2"})) {
+            upstream.proxy_protocol = *index == 0 ? ProxyProtocolOut::off
+                                      : *index == 1 ? ProxyProtocolOut::v1
+                                                    : ProxyProtocolOut::v2;
+        }
     }
 }
 

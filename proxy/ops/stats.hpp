@@ -65,6 +65,7 @@ struct Stats {
     MetricCell connections_active = 0;
     MetricCell connections_total = 0;
     MetricCell connections_refused = 0;
+    MetricCell proxy_protocol_errors = 0;
     MetricCell upstream_connections_active = 0;
     MetricCell upstream_connections_idle = 0;
     MetricCell responses_proxy = 0;

@@ -55,6 +55,10 @@ void TlsTransport::on_deferred(uv_timer_t* timer) {
     if (self->advance() && !self->wants_ciphertext()) self->inner_->stop_reading();
 }
 
+void TlsTransport::preload_ciphertext(std::string_view bytes) {
+    if (!bytes.empty()) BIO_write(rbio_, bytes.data(), static_cast<int>(bytes.size()));
+}
+
 void TlsTransport::on_transport_read(Transport&, BufferPool::Buffer* buf, std::size_t len) {
     BIO_write(rbio_, buf->data(), static_cast<int>(len));
     buf->pool->give(buf);

@@ -28,6 +28,9 @@ public:
     TlsTransport(uv_loop_t* loop, TcpTransport* inner, SSL* ssl, BufferPool& buffers);
 
     bool handshake_done() const { return !handshaking_; }
+    // Ciphertext that arrived before this transport existed (behind a PROXY header),
+    // read before anything from the socket.
+    void preload_ciphertext(std::string_view bytes);
     SSL* ssl() { return ssl_; }
     TcpTransport& tcp() { return *inner_; }
     // Why the handshake or a record failed (for the error log); empty otherwise.

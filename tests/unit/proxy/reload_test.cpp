@@ -12,7 +12,7 @@ namespace {
 
 std::vector<ListenerConfig> listeners(const std::vector<std::pair<std::string, std::uint16_t>>& addresses) {
     std::vector<ListenerConfig> out;
-    for (const auto& [host, port] : addresses) out.push_back(ListenerConfig{Address{host, port, false}, std::nullopt});
+    for (const auto& [host, port] : addresses) out.push_back(ListenerConfig{Address{host, port, false}, std::nullopt, false});
     return out;
 }
 
