@@ -6,15 +6,15 @@ namespace sy {
 
 AdmissionRegistry g_admission;
 
-bool SharedRate::try_take(std::uint64_t now_us, std::uint32_t rate, std::uint64_t* retry_after_us) {
-    std::uint64_t tat = tat_us_.load(std::memory_order_relaxed);
+bool SharedRate::try_take(std::uint64_t now_ns, std::uint32_t rate, std::uint64_t* retry_after_ns) {
+    std::uint64_t tat = tat_ns_.load(std::memory_order_relaxed);
     for (;;) {
-        const BucketStep step = bucket_step(tat, now_us, rate);
+        const BucketStep step = bucket_step(tat, now_ns, rate);
         if (!step.admit) {
-            *retry_after_us = step.retry_after_us;
+            *retry_after_ns = step.retry_after_ns;
             return false;
         }
-        if (tat_us_.compare_exchange_weak(tat, step.tat_us, std::memory_order_relaxed)) return true;
+        if (tat_ns_.compare_exchange_weak(tat, step.tat_ns, std::memory_order_relaxed)) return true;
         // Another worker took one meanwhile: `tat` now holds its state; decide again.
     }
 }

@@ -39,12 +39,12 @@ private:
 
 class SharedRate {
 public:
-    // One admission at `now_us` (a monotonic clock shared by the workers: uv_hrtime) at
-    // `rate` per second; refused: *retry_after_us says when to try again.
-    bool try_take(std::uint64_t now_us, std::uint32_t rate, std::uint64_t* retry_after_us);
+    // One admission at `now_ns` (a monotonic clock shared by the workers: uv_hrtime) at
+    // `rate` per second; refused: *retry_after_ns says when to try again.
+    bool try_take(std::uint64_t now_ns, std::uint32_t rate, std::uint64_t* retry_after_ns);
 
 private:
-    std::atomic<std::uint64_t> tat_us_{0};
+    std::atomic<std::uint64_t> tat_ns_{0};
 };
 
 struct RouteAdmission {

@@ -3,7 +3,6 @@
 // choice (hash key, affinity cookie, max_tunnels, slow start: routing/balancer.hpp), the 503
 // when nothing may be admitted, and the places taken in the shared counters, held until the
 // tunnel ends or it is clear that none comes.
-#include <cmath>
 #include <string>
 
 #include "proxy/client_conn.hpp"
@@ -20,9 +19,9 @@ bool ClientConn::admit_upgrade(std::size_t route_index) {
         return false;
     }
     route_reservation_ = admission.tunnels;
-    std::uint64_t retry_us = 0;
-    if (rule.max_rate > 0 && !admission.rate->try_take(uv_hrtime() / 1000, rule.max_rate, &retry_us)) {
-        throttle("route max_rate reached", static_cast<std::uint64_t>(std::ceil(static_cast<double>(retry_us) / 1e6)));
+    std::uint64_t retry_ns = 0;
+    if (rule.max_rate > 0 && !admission.rate->try_take(uv_hrtime(), rule.max_rate, &retry_ns)) {
+        throttle("route max_rate reached", (retry_ns + 999'999'999) / 1'000'000'000);
         return false;
     }
     return true;

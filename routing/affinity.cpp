@@ -25,10 +25,10 @@ std::optional<std::string_view> find_cookie(const HeaderList& headers, std::stri
 }
 
 std::optional<std::string_view> find_query_param(std::string_view target, std::string_view name) {
+    target = target.substr(0, target.find('#'));  // RFC 3986 §3.5: the fragment is not the query
     const std::size_t q = target.find('?');
     if (q == std::string_view::npos) return std::nullopt;
     std::string_view rest = target.substr(q + 1);
-    rest = rest.substr(0, rest.find('#'));
     while (!rest.empty()) {
         const std::size_t amp = rest.find('&');
         const std::string_view pair = rest.substr(0, amp);

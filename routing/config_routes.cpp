@@ -184,7 +184,7 @@ void ConfigReader::read_upgrade(const Entry& entry, UpgradeConfig& upgrade) {
     }
     read_terminate(fields, upgrade);
     if (const Entry* e = fields.find("max_rate")) {
-        if (auto value = r_.integer(*e, 0, UINT32_MAX)) upgrade.max_rate = static_cast<std::uint32_t>(*value);
+        if (auto value = r_.integer(*e, 0, 1'000'000)) upgrade.max_rate = static_cast<std::uint32_t>(*value);
     }
     if (const Entry* e = fields.find("max_tunnels")) {
         if (auto value = r_.integer(*e, 0, UINT32_MAX)) upgrade.max_tunnels = static_cast<std::uint32_t>(*value);

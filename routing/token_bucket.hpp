@@ -8,14 +8,16 @@
 
 namespace sy {
 
+// Times are in nanoseconds, so that 1/rate s is exact to within a nanosecond for every rate
+// (and rounded up: never more than `rate` per second).
 struct BucketStep {
     bool admit = false;
-    std::uint64_t tat_us = 0;          // the new state (unchanged when refused)
-    std::uint64_t retry_after_us = 0;  // refused: when the next token comes
+    std::uint64_t tat_ns = 0;          // the new state (unchanged when refused)
+    std::uint64_t retry_after_ns = 0;  // refused: when the next token comes
 };
 
-// `tat_us`: the state (0 at first), `now_us`: a monotonic clock, `rate`: per second (> 0).
+// `tat_ns`: the state (0 at first), `now_ns`: a monotonic clock, `rate`: per second (> 0).
 // Up to `rate` admissions at once after a quiet second, then one every 1/rate s.
-BucketStep bucket_step(std::uint64_t tat_us, std::uint64_t now_us, std::uint32_t rate);
+BucketStep bucket_step(std::uint64_t tat_ns, std::uint64_t now_ns, std::uint32_t rate);
 
 }  // namespace sy
