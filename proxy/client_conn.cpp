@@ -329,6 +329,9 @@ void ClientConn::on_transport_write_failed(Transport&, int status) {
 void ClientConn::close_after_flush() {
     if (closing_ || closing_after_flush_) return;
     transport_->uncork();  // the last response goes before the FIN
+    // Writing what was corked may fail at once (the client is gone: a reset), and that
+    // closes this connection, timers included.
+    if (closing_) return;
     closing_after_flush_ = true;
     uv_timer_stop(up_timer_);
     if (up_ != nullptr) {

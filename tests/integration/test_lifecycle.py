@@ -41,6 +41,29 @@ class Lifecycle(unittest.TestCase):
                 self.assertLess(time.monotonic() - start, 3)
                 self.assertTrue(c.is_closed(1.0))
 
+    def test_client_gone_while_its_response_is_split_over_two_reads(self):
+        # The client closes while its request waits upstream; the head reaches the dead
+        # socket (the kernel answers with a reset), the body 50 ms later: writing it fails
+        # while the exchange finishes. A regression test for a crash found by the Socket.IO
+        # tests (the failed write closed the connection inside close_after_flush).
+        def split(conn):
+            conn.recv_request()
+            time.sleep(0.6)
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\n")
+            time.sleep(0.05)
+            conn.send(b"late")
+
+        with ScriptedBackend(split) as be, Proxy(make_config([be.address])) as px:
+            c = Client(px.port)
+            c.send(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.2)
+            c.close()
+            time.sleep(1.0)
+            self.assertIsNone(px.proc.poll(), "the proxy died: " + px.stderr())
+            with Client(px.port) as c2:  # and it still serves
+                c2.send(b"GET /y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            px.assert_idle()
+
     def test_idle_client_connection_is_closed_after_keepalive_idle(self):
         with ScriptedBackend() as be, \
                 Proxy(make_config([be.address], timeouts={"keepalive_idle": "300ms"})) as px:
