@@ -19,21 +19,83 @@ ProxyHeader fail(const char* reason) {
     return h;
 }
 
-// A port: 1 to 5 digits, no leading zero (but "0"), at most 65535.
-bool parse_port(std::string_view s, std::uint16_t* port) {
-    if (s.empty() || s.size() > 5 || (s.size() > 1 && s[0] == '0')) return false;
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+// A decimal field (a port, an IPv4 byte): digits, no leading zero (spec 2.1: "to avoid any
+// possible confusion with octal numbers"), at most `max`. `open`: more digits may follow.
+bool decimal_ok(std::string_view f, bool open, unsigned max, std::size_t digits) {
+    if (f.empty()) return open;
+    if (f.size() > digits || (f.size() > 1 && f[0] == '0')) return false;
     unsigned v = 0;
-    for (char c : s) {
-        if (c < '0' || c > '9') return false;
+    for (char c : f) {
+        if (!is_digit(c)) return false;
         v = v * 10 + static_cast<unsigned>(c - '0');
     }
-    if (v > 65535) return false;
-    *port = static_cast<std::uint16_t>(v);
-    return true;
+    return v <= max;
+}
+
+// Could `f` be (open: begin) a dotted-quad IPv4 address?
+bool ipv4_ok(std::string_view f, bool open) {
+    std::size_t groups = 1;
+    for (std::size_t at = 0;;) {
+        const std::size_t dot = f.find('.', at);
+        const bool last = dot == std::string_view::npos;
+        if (!decimal_ok(f.substr(at, last ? std::string_view::npos : dot - at), last && open, 255, 3)) return false;
+        if (last) break;
+        if (++groups > 4) return false;
+        at = dot + 1;
+    }
+    return open || groups == 4;
+}
+
+// Could `f` be (open: begin) an IPv6 address in RFC 4291 §2.2 text: groups of 1 to 4 hex
+// digits between colons, at most one "::" for one or more zero groups, 8 groups in all, the
+// last two possibly written as a dotted IPv4 address?
+bool ipv6_ok(std::string_view f, bool open) {
+    if (f.size() > 45) return false;
+    const std::size_t dot = f.find('.');
+    std::size_t tail_groups = 0;
+    if (dot != std::string_view::npos) {
+        // An IPv4 tail: after the last colon.
+        const std::size_t colon = f.rfind(':', dot);
+        if (colon == std::string_view::npos || !ipv4_ok(f.substr(colon + 1), open)) return false;
+        f = f.substr(0, colon + 1);
+        tail_groups = 2;
+        if (f.size() < 2 || f[f.size() - 2] != ':') f.remove_suffix(1);  // "a:b:1.2.3.4": the colon only separates
+        open = false;  // the hex part is complete
+    }
+    const std::size_t dc = f.find("::");
+    if (f.find(":::") != std::string_view::npos) return false;
+    if (dc != std::string_view::npos && f.find("::", dc + 1) != std::string_view::npos) return false;
+    if (f.size() >= 2 && f[0] == ':' && f[1] != ':') return false;
+    if (f.size() == 1 && f[0] == ':' && !open) return false;
+    std::size_t groups = tail_groups;
+    std::size_t run = 0;
+    for (char c : f) {
+        if (c == ':') {
+            run = 0;
+        } else if (is_hex(c)) {
+            if (run == 0) ++groups;
+            if (++run > 4) return false;
+        } else {
+            return false;
+        }
+    }
+    // A colon that is not half of "::" must be followed by a group (or become "::").
+    const bool dangling = !f.empty() && f.back() == ':' && !(f.size() >= 2 && f[f.size() - 2] == ':') &&
+                          tail_groups == 0;
+    if (dc != std::string_view::npos) {
+        if (groups + (dangling ? 1 : 0) > 7) return false;
+        return open || !dangling;
+    }
+    if (!open) return groups == 8 && !dangling;
+    return dangling ? groups <= 7 : groups <= 8;
 }
 
 bool parse_ip(std::string_view s, ProxyAddress::Family family, ProxyAddress* out) {
     if (s.empty() || s.size() > 45) return false;
+    if (!(family == ProxyAddress::Family::ipv4 ? ipv4_ok(s, false) : ipv6_ok(s, false))) return false;
     char text[46];
     std::memcpy(text, s.data(), s.size());
     text[s.size()] = '\0';
@@ -41,40 +103,75 @@ bool parse_ip(std::string_view s, ProxyAddress::Family family, ProxyAddress* out
     return inet_pton(family == ProxyAddress::Family::ipv4 ? AF_INET : AF_INET6, text, out->ip.data()) == 1;
 }
 
+bool parse_port(std::string_view s, std::uint16_t* port) {
+    if (!decimal_ok(s, false, 65535, 5)) return false;
+    unsigned v = 0;
+    for (char c : s) v = v * 10 + static_cast<unsigned>(c - '0');
+    *port = static_cast<std::uint16_t>(v);
+    return true;
+}
+
+// Spec 2.1: "PROXY" SP ("TCP4" | "TCP6") SP src SP dst SP sport SP dport CRLF, or "PROXY"
+// SP "UNKNOWN" and anything up to the CRLF; 107 bytes at most. Checked as the bytes come:
+// a line that can no longer become a header is an error at once, not at its CRLF.
 ProxyHeader parse_v1(std::string_view data) {
-    const std::size_t crlf = data.find("\r\n");
-    if (crlf == std::string_view::npos) {
-        if (data.size() >= kV1Max) return fail("PROXY v1 line over 107 bytes");
-        if (data.find('\n') != std::string_view::npos) return fail("PROXY v1 line without CRLF");
-        return ProxyHeader{};
+    const std::size_t eol = data.find_first_of("\r\n", kV1Prefix.size());
+    bool whole = false;   // the CRLF is here
+    bool closed = false;  // the line's text is complete (its CR seen)
+    std::size_t line_end = data.size();
+    if (eol != std::string_view::npos) {
+        if (data[eol] == '\n') return fail("PROXY v1 line ended by a lone LF");
+        closed = true;
+        line_end = eol;
+        if (eol + 1 < data.size()) {
+            if (data[eol + 1] != '\n') return fail("PROXY v1 line with a CR not followed by LF");
+            whole = true;
+        }
     }
-    if (crlf + 2 > kV1Max) return fail("PROXY v1 line over 107 bytes");
-    const std::string_view line = data.substr(kV1Prefix.size(), crlf - kV1Prefix.size());
-    ProxyHeader h;
-    h.version = 1;
-    h.length = crlf + 2;
-    if (line == "UNKNOWN" || line.starts_with("UNKNOWN ")) {
-        h.status = ProxyHeader::Status::ok;  // the rest of an UNKNOWN line is ignored (spec 2.1)
-        return h;
+    if (line_end + 2 > kV1Max) return fail("PROXY v1 line over 107 bytes");
+    const std::string_view line = data.substr(kV1Prefix.size(), line_end - kV1Prefix.size());
+    std::array<std::string_view, 6> f;
+    std::size_t fields = 0;
+    for (std::size_t at = 0;;) {
+        const std::size_t sp = line.find(' ', at);
+        const std::string_view field = line.substr(at, sp == std::string_view::npos ? std::string_view::npos : sp - at);
+        if (fields < f.size()) f[fields] = field;
+        ++fields;
+        if (sp == std::string_view::npos) break;
+        at = sp + 1;
     }
-    // TCP4|TCP6 SP src SP dst SP sport SP dport, single spaces.
-    std::array<std::string_view, 5> f;
-    std::size_t pos = 0;
-    for (std::size_t i = 0; i < f.size(); ++i) {
-        const std::size_t sp = i + 1 < f.size() ? line.find(' ', pos) : line.size();
-        if (sp == std::string_view::npos) return fail("PROXY v1 line with too few fields");
-        f[i] = line.substr(pos, sp - pos);
-        pos = sp + 1;
-    }
-    if (pos <= line.size()) return fail("PROXY v1 line with too many fields");
-    ProxyAddress::Family family;
-    if (f[0] == "TCP4") {
-        family = ProxyAddress::Family::ipv4;
-    } else if (f[0] == "TCP6") {
-        family = ProxyAddress::Family::ipv6;
-    } else {
+    const auto need_more = [] { return ProxyHeader{}; };
+    // The protocol: while it is all there is, it must be the beginning of one.
+    if (fields == 1 && !closed) {
+        for (std::string_view p : {"TCP4", "TCP6", "UNKNOWN"}) {
+            if (p.starts_with(f[0])) return need_more();
+        }
         return fail("PROXY v1 protocol neither TCP4, TCP6 nor UNKNOWN");
     }
+    ProxyHeader h;
+    h.version = 1;
+    if (f[0] == "UNKNOWN") {  // the rest of an UNKNOWN line is ignored (spec 2.1)
+        if (!whole) return need_more();
+        h.status = ProxyHeader::Status::ok;
+        h.length = line_end + 2;
+        return h;
+    }
+    if (f[0] != "TCP4" && f[0] != "TCP6") return fail("PROXY v1 protocol neither TCP4, TCP6 nor UNKNOWN");
+    const bool v4 = f[0] == "TCP4";
+    if (fields > 5) return fail("PROXY v1 line with too many fields");
+    if (closed && fields < 5) return fail("PROXY v1 line with too few fields");
+    for (std::size_t i = 1; i < fields; ++i) {
+        const bool open = !closed && i == fields - 1;  // the field being received
+        bool ok;
+        if (i <= 2) {
+            ok = v4 ? ipv4_ok(f[i], open) : ipv6_ok(f[i], open);
+        } else {
+            ok = decimal_ok(f[i], open, 65535, 5);
+        }
+        if (!ok) return fail(i <= 2 ? "PROXY v1 address not of its family" : "PROXY v1 bad port");
+    }
+    if (!whole) return need_more();
+    const ProxyAddress::Family family = v4 ? ProxyAddress::Family::ipv4 : ProxyAddress::Family::ipv6;
     if (!parse_ip(f[1], family, &h.source) || !parse_ip(f[2], family, &h.destination)) {
         return fail("PROXY v1 address not of its family");
     }
@@ -82,30 +179,36 @@ ProxyHeader parse_v1(std::string_view data) {
         return fail("PROXY v1 bad port");
     }
     h.status = ProxyHeader::Status::ok;
+    h.length = line_end + 2;
     return h;
 }
 
+// Spec 2.2: signature, version 2, command LOCAL (0) or PROXY (1); with PROXY a known family
+// and transport whose addresses fit in the length. Each byte is checked as it arrives.
 ProxyHeader parse_v2(std::string_view data) {
-    if (data.size() < 16) return ProxyHeader{};
     const auto* b = reinterpret_cast<const unsigned char*>(data.data());
+    if (data.size() < 13) return ProxyHeader{};
     if ((b[12] >> 4) != 2) return fail("PROXY v2 version is not 2");
     const unsigned command = b[12] & 0x0F;
     if (command > 1) return fail("PROXY v2 command neither LOCAL nor PROXY");
-    const std::size_t len = (static_cast<std::size_t>(b[14]) << 8) | b[15];
-    if (16 + len > kMaxProxyHeader) return fail("PROXY v2 header over 4096 bytes");
+    if (data.size() < 14) return ProxyHeader{};
     const unsigned family = b[13] >> 4;
     const unsigned transport = b[13] & 0x0F;
-    if (family > 3 || transport > 2) return fail("PROXY v2 unknown address family or transport");
-    const std::size_t need = family == 1 ? 12 : family == 2 ? 36 : family == 3 ? 216 : 0;
+    // LOCAL: the balancer speaking for itself; whatever family it names is ignored.
+    if (command == 1 && (family > 3 || transport > 2)) return fail("PROXY v2 unknown address family or transport");
+    if (data.size() < 16) return ProxyHeader{};
+    const std::size_t len = (static_cast<std::size_t>(b[14]) << 8) | b[15];
+    if (16 + len > kMaxProxyHeader) return fail("PROXY v2 header over 4096 bytes");
+    const std::size_t need = command == 0 ? 0 : family == 1 ? 12 : family == 2 ? 36 : family == 3 ? 216 : 0;
     if (len < need) return fail("PROXY v2 length shorter than its addresses");
     if (data.size() < 16 + len) return ProxyHeader{};
     ProxyHeader h;
     h.status = ProxyHeader::Status::ok;
     h.version = 2;
     h.length = 16 + len;
-    // LOCAL (the balancer speaking for itself), UNSPEC and UNIX carry no client IP.
-    if (command == 0 || (family != 1 && family != 2)) return h;
-    if (transport != 1) return fail("PROXY v2 transport is not STREAM");
+    // LOCAL, UNSPEC and UNIX carry no client IP, nor does a datagram transport (the spec lets
+    // a receiver treat what it does not support as UNSPEC): the connection's own is used.
+    if (command == 0 || (family != 1 && family != 2) || transport != 1) return h;
     const unsigned char* a = b + 16;
     const std::size_t ip_len = family == 1 ? 4 : 16;
     h.source.family = h.destination.family = family == 1 ? ProxyAddress::Family::ipv4 : ProxyAddress::Family::ipv6;

@@ -26,18 +26,21 @@ struct ProxyHeader {
     std::size_t length = 0;   // ok: the header's bytes (what follows is the connection's data)
     int version = 0;          // 1 or 2
     // ok: the connection's true ends; family none for v1 UNKNOWN, v2 LOCAL (a balancer's own
-    // health check), and v2 families that carry no IP (UNSPEC, UNIX): then the connection's
-    // own addresses are used.
+    // health check; its family and addresses are ignored), and v2 headers that carry no TCP
+    // client IP (UNSPEC, UNIX, a DGRAM transport): then the connection's own addresses are
+    // used.
     ProxyAddress source;
     ProxyAddress destination;
     const char* reason = nullptr;  // error: why
 };
 
 // Reads a header at the start of `data` (everything received on the connection so far).
-// need_more: a prefix of a valid header, call again with more; error: this cannot be one
-// (v1: not "PROXY ", over 107 bytes, a bad field; v2: not the signature, a version other
-// than 2, a command other than LOCAL/PROXY, a length that does not hold its addresses, over
-// kMaxProxyHeader bytes).
+// need_more: a prefix of a valid header, call again with more; error: this cannot be one,
+// found as soon as a byte rules it out (v1: not "PROXY ", an unknown protocol, a field that
+// cannot become an address or port, too many or too few fields, a CR or LF alone, over 107
+// bytes; v2: not the signature, a version other than 2, a command other than LOCAL/PROXY,
+// an unknown family or transport with PROXY, a length that does not hold its addresses, over
+// kMaxProxyHeader bytes). v1 IPv6 fields are fully checked once complete.
 ProxyHeader parse_proxy_header(std::string_view data);
 inline constexpr std::size_t kMaxProxyHeader = 4096;  // v2 with its TLVs
 

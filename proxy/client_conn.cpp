@@ -200,6 +200,8 @@ void ClientConn::on_client_bytes(const char* data, std::size_t len) {
         take_current_config();
         set_req_state(ReqState::head);
         start_timer(config().timeouts.request_header);
+        // A request refused before its head is whole is timed from its first byte.
+        exchange_start_ms_ = worker_.now_ms();
     }
     Http& h = *http_;
     if (h.in_pos == h.in.size()) {

@@ -35,8 +35,9 @@ ProxyAddress to_proxy_address(const sockaddr_storage& ss) {
 
 void ClientConn::on_proxy_header_bytes(BufferPool::Buffer* buf, std::size_t len) {
     PendingProxyHeader& pending = *proxy_header_;
-    const std::size_t room = kMaxProxyHeader - pending.bytes.size();
-    pending.bytes.append(buf->data(), len < room ? len : room);
+    // Every byte read is kept: what follows the header in the same read is the client's.
+    // The header itself is bounded (kMaxProxyHeader), so this holds at most that plus a read.
+    pending.bytes.append(buf->data(), len);
     buf->pool->give(buf);
     const ProxyHeader header = parse_proxy_header(pending.bytes);
     if (header.status == ProxyHeader::Status::need_more && pending.bytes.size() < kMaxProxyHeader) return;
@@ -51,8 +52,7 @@ void ClientConn::on_proxy_header_bytes(BufferPool::Buffer* buf, std::size_t len)
         http_->pp_source = header.source;
         http_->pp_destination = header.destination;
     }
-    // What came behind the header is the client's: TLS records or HTTP. Bytes past what
-    // was kept (a header near the size limit) are still in the socket: nothing is lost.
+    // What came behind the header is the client's: TLS records or HTTP.
     std::string rest = pending.bytes.substr(header.length);
     const ServerTls* tls = pending.tls;
     proxy_header_.reset();

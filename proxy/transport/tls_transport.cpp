@@ -56,7 +56,11 @@ void TlsTransport::on_deferred(uv_timer_t* timer) {
 }
 
 void TlsTransport::preload_ciphertext(std::string_view bytes) {
-    if (!bytes.empty()) BIO_write(rbio_, bytes.data(), static_cast<int>(bytes.size()));
+    if (bytes.empty()) return;
+    BIO_write(rbio_, bytes.data(), static_cast<int>(bytes.size()));
+    // No socket read will announce these (they may be the whole ClientHello): the handshake
+    // goes on from the loop.
+    defer_advance();
 }
 
 void TlsTransport::on_transport_read(Transport&, BufferPool::Buffer* buf, std::size_t len) {
