@@ -8,6 +8,7 @@
 #include <string>
 
 #include "sy_load.hpp"
+#include "ws.hpp"
 
 namespace {
 void usage() {
@@ -18,6 +19,10 @@ void usage() {
       "       sy_load echo       --target ADDR [--conns N] [--msg BYTES] [--depth D] [--duration S | --count N]\n"
       "       sy_load stream     --target ADDR [--tunnels N] [--direction down|up] [--duration S | --count MiB]\n"
       "       sy_load idle       --target ADDR [--tunnels N] [--concurrency N] [--hold S]\n"
+      "       sy_load ws-services --listen HOST:PORT  (WebSocket /sink /echo; PORT+1 TCP sink; PORT+2 TCP echo)\n"
+      "       sy_load ws-stream  --target ADDR [--tunnels N] [--msg BYTES] [--duration S | --count MiB]\n"
+      "       sy_load ws-echo    --target ADDR [--conns N] [--msg BYTES] [--depth D] [--duration S | --count N]\n"
+      "       (ws-*: WebSocket frames; --cpu-pid PID --svc-pid PID report those processes' CPU time)\n"
       "common: --label TEXT (copied into the JSON line)\n",
       stderr);
 }
@@ -30,7 +35,9 @@ int main(int argc, char** argv) {
   }
   syload::Options o;
   o.cmd = argv[1];
-  if (o.cmd == "backend") o.duration = 0;  // until SIGTERM unless --duration
+  if (o.cmd == "backend" || o.cmd == "ws-services") o.duration = 0;  // until SIGTERM unless --duration
+  if (o.cmd == "ws-stream") o.msg = 65536;
+  syload::WsOptions ws;
   for (int i = 2; i < argc; ++i) {
     std::string k = argv[i];
     if (i + 1 >= argc) {
@@ -51,6 +58,8 @@ int main(int argc, char** argv) {
     else if (k == "--body") o.body = std::strtoul(v, nullptr, 10);
     else if (k == "--hold") o.hold = std::atof(v);
     else if (k == "--concurrency") o.concurrency = std::atoi(v);
+    else if (k == "--cpu-pid") ws.cpu_pid = std::atoi(v);
+    else if (k == "--svc-pid") ws.svc_pid = std::atoi(v);
     else {
       std::fprintf(stderr, "sy_load: unknown option %s\n", k.c_str());
       usage();
@@ -63,6 +72,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.cmd == "backend") return syload::run_backend(o);
+  if (o.cmd == "ws-services") return syload::run_ws_services(o);
+  if (o.cmd == "ws-stream" || o.cmd == "ws-echo") return syload::run_ws_client(o, ws);
   if (o.cmd == "-h" || o.cmd == "--help") {
     usage();
     return 0;
