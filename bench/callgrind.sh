@@ -12,7 +12,9 @@
 # counts below it is well under 1%. LD_BIND_NOW=1 moves symbol binding into start-up.
 #
 #   bench/callgrind.sh [--targets "switchyard nginx haproxy"] [--scale F] [--no-build]
-#   (also switchyard-json: JSON access log to a file; switchyard-base: $SWITCHYARD_BASE)
+#   (also switchyard-json: JSON access log to a file; switchyard-base: $SWITCHYARD_BASE;
+#   switchyard-xff and switchyard-balanced: X-Forwarded-For on, the second with balance:
+#   hash on client_ip and admission limits on every upgrade, as in bench/compare.sh)
 # Output: build/bench/callgrind.json (+ the callgrind.out files in build/bench/callgrind/,
 # for callgrind_annotate). Needs valgrind (`.ci/install-deps --bench`).
 set -euo pipefail
@@ -72,6 +74,12 @@ start_proxy() {  # start_proxy TARGET NAME
     switchyard-json) render switchyard.yaml.in "" | sed "s#^access_log:.*#access_log: { path: $WORK/access.log, format: json }#" > "$WORK/sy.yaml"
                      cmd=("$SWITCHYARD" --config "$WORK/sy.yaml") ;;
     switchyard-base) render switchyard.yaml.in "" > "$WORK/sy.yaml"; cmd=("${SWITCHYARD_BASE:?set SWITCHYARD_BASE}" --config "$WORK/sy.yaml") ;;
+    switchyard-xff) render switchyard.yaml.in "" | sed "s#x_forwarded_for: false#x_forwarded_for: true#" > "$WORK/sy.yaml"
+      cmd=("$SWITCHYARD" --config "$WORK/sy.yaml") ;;
+    switchyard-balanced) render switchyard.yaml.in "" | sed -e "s#x_forwarded_for: false#x_forwarded_for: true#" \
+        -e "s#^    keepalive: 128#    keepalive: 128\n    balance: hash\n    hash_key: client_ip\n    max_tunnels: 1000000#" \
+        -e "s#upgrade: { allow: \[websocket\] }#upgrade: { allow: [websocket], max_rate: 1000000, max_tunnels: 1000000 }#" > "$WORK/sy.yaml"
+      cmd=("$SWITCHYARD" --config "$WORK/sy.yaml") ;;
     # one process: no master, so the one callgrind file has all the work
     nginx) render nginx.conf.in "" | sed 's/^master_process on;/master_process off;/' > "$WORK/nginx.conf"
            cmd=(nginx -p "$WORK" -c "$WORK/nginx.conf") ;;

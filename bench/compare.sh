@@ -6,7 +6,8 @@
 #   bench/compare.sh --quick         1 repetition, 2 s per measurement (~3 min)
 #   options: --reps N --duration S --targets "switchyard nginx ..." --scenarios "http echo ..."
 #            --idle-tunnels N --no-install --no-build --no-report
-#   extra targets: switchyard-balanced (balance: hash + admission limits on every upgrade),
+#   extra targets: switchyard-xff and switchyard-balanced (the same + balance: hash and admission
+#   limits on every upgrade: what they cost),
 #   switchyard-json (access log in JSON to a file), switchyard-base (the
 #   binary in $SWITCHYARD_BASE, e.g. an older commit built elsewhere, on the same config)
 #
@@ -137,14 +138,19 @@ start_target() {  # sets PROXY_PID and TARGET_ADDR
       [[ $t == switchyard-base ]] && bin=${SWITCHYARD_BASE:?set SWITCHYARD_BASE to the baseline binary}
       taskset -c $PROXY_CPU "$bin" --config "$WORK/switchyard.yaml" > "$WORK/switchyard.log" 2>&1 &
       ;;
-    switchyard-balanced)
-      # balance: hash on the client's address (forcing its getpeername), with the per-server
-      # and per-route admission counters and the rate bucket in the path of every upgrade,
-      # limits far above the load: what hashing and admission cost (docs/upgrades.md).
+    switchyard-xff|switchyard-balanced)
+      # switchyard-xff: the bench config with X-Forwarded-For on (the default), so the client's
+      # address is read (getpeername) on every connection. switchyard-balanced: the same plus
+      # balance: hash on that address, the per-server and per-route admission counters and the
+      # rate bucket in the path of every upgrade, limits far above the load. The pair measures
+      # what hashing and admission cost (docs/upgrades.md), and nothing else.
       render switchyard.yaml.in "$WORK/switchyard.yaml" ""
-      sed -i -e "s#^    keepalive: 128#    keepalive: 128\n    balance: hash\n    hash_key: client_ip\n    max_tunnels: 1000000#" \
-        -e "s#upgrade: { allow: \[websocket\] }#upgrade: { allow: [websocket], max_rate: 1000000, max_tunnels: 1000000 }#" \
-        "$WORK/switchyard.yaml"
+      sed -i -e "s#x_forwarded_for: false#x_forwarded_for: true#" "$WORK/switchyard.yaml"
+      if [[ $t == switchyard-balanced ]]; then
+        sed -i -e "s#^    keepalive: 128#    keepalive: 128\n    balance: hash\n    hash_key: client_ip\n    max_tunnels: 1000000#" \
+          -e "s#upgrade: { allow: \[websocket\] }#upgrade: { allow: [websocket], max_rate: 1000000, max_tunnels: 1000000 }#" \
+          "$WORK/switchyard.yaml"
+      fi
       taskset -c $PROXY_CPU "$SWITCHYARD" --config "$WORK/switchyard.yaml" > "$WORK/switchyard.log" 2>&1 &
       ;;
     switchyard-json)

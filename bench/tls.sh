@@ -5,7 +5,9 @@
 # tickets are single-use), one GET per connection to the sy_load backend.
 # Each proxy runs alone on CPU 1 with one worker/thread, the client and the backend on CPU 0;
 # the proxy's own CPU time (utime+stime, /proc) is recorded, so the figure compared is
-# handshakes per second of proxy CPU. Every run is bounded by DURATION seconds.
+# handshakes per second of proxy CPU. Then wss stream throughput (bench/tls_stream.py: the
+# backend's /source read through the proxy over TLS), in MB per second of proxy CPU. Every
+# run is bounded by DURATION seconds.
 #   bench/tls.sh [DURATION]        (default 5)     results: build/bench/tls.jsonl
 # Needs: cmake --build --preset release; .ci/install-deps --bench (nginx, haproxy).
 set -euo pipefail
@@ -41,7 +43,7 @@ start_proxy() {  # $1 target, $2 kind -> PROXY_PID
 listen: [{ address: 127.0.0.1:$PORT, tls: { cert: $WORK/$kind.pem, key: $WORK/$kind.key } }]
 workers: 1
 upstreams: { app: { servers: [$BACKEND] } }
-routes: [{ upstream: app }]
+routes: [{ upstream: app, upgrade: { allow: [websocket] } }]
 access_log: { path: "off" }
 YAML
       taskset -c 1 "$SY" --config "$WORK/sy.yaml" 2> "$WORK/sy.log" &
@@ -82,5 +84,21 @@ for kind in ecdsa rsa; do
       echo "$line" | tee -a "$OUT"
     done
   done
+done
+# wss stream: one connection reading the backend's /source through the proxy (ECDSA), the
+# proxy encrypting; MB per second of proxy CPU.
+for t in switchyard nginx haproxy; do
+  start_proxy $t ecdsa
+  c0=$(tree_ticks $PROXY_PID)
+  out=$(taskset -c 0 timeout $((DURATION + 20)) /usr/bin/python3 "$ROOT/bench/tls_stream.py" $PORT "$DURATION" 2>&1 || true)
+  c1=$(tree_ticks $PROXY_PID)
+  kill $PROXY_PID; wait $PROXY_PID 2>/dev/null || true
+  b=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["bytes"])' "$out" 2>/dev/null || echo 0)
+  secs=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["seconds"])' "$out" 2>/dev/null || echo 0)
+  cpu=$(awk -v a=$c0 -v b=$c1 -v h="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/h}')
+  mbs=$(awk -v b="${b:-0}" -v s="${secs:-0}" 'BEGIN{ if (s > 0) printf "%.0f", b/s/1e6; else print 0 }')
+  per_core=$(awk -v b="${b:-0}" -v c=$cpu 'BEGIN{ if (c > 0) printf "%.0f", b/c/1e6; else print 0 }')
+  line="{\"target\":\"$t\",\"cert\":\"ecdsa\",\"mode\":\"wss_stream\",\"bytes\":${b:-0},\"seconds\":${secs:-0},\"MBps\":$mbs,\"proxy_cpu_s\":$cpu,\"MB_per_proxy_cpu_s\":$per_core}"
+  echo "$line" | tee -a "$OUT"
 done
 echo "tls.sh: $OUT" >&2
