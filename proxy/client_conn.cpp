@@ -456,10 +456,7 @@ void ClientConn::start_tunnel() {
     set_res_state(ResState::tunnel);
     auto tunnel = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
                                            up_->transport(), config.tunnel.buffer);
-    tunnel->protocol = std::move(protocols);
-    tunnel->client = http_->client_ip;
-    tunnel->method = http_->req.method;
-    tunnel->target = http_->req.target;
+    tunnel->set_labels(protocols, http_->req.method, http_->req.target, http_->client_ip);
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
     std::string_view held = unparsed();
@@ -467,7 +464,7 @@ void ClientConn::start_tunnel() {
     // would cost epoll_ctl calls).
     tunnel->start(held, http_->up_held);
     tunnel_ = std::move(tunnel);
-    SY_TRACE("client %p tunnel to %s", static_cast<void*>(this), tunnel_->protocol.c_str());
+    SY_TRACE("client %p tunnel to %s", static_cast<void*>(this), protocols.c_str());
 
     // What only HTTP needed goes now: an open tunnel keeps its sockets, writers and
     // counters. The caller (process_input) checks http_ after this returns.
@@ -498,10 +495,7 @@ void ClientConn::start_terminated() {
     options.base64 = http_->terminate.subprotocol == "base64";
     auto tunnel = std::make_unique<WsTunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
                                              up_->transport(), worker_.io_buffers(), options);
-    tunnel->protocol = "websocket";
-    tunnel->client = http_->client_ip;
-    tunnel->method = http_->req.method;
-    tunnel->target = http_->req.target;
+    tunnel->set_labels("websocket", http_->req.method, http_->req.target, http_->client_ip);
     // The client's first frames may have come behind its request.
     const std::string held(unparsed());
     WsTunnel* pump = tunnel.get();

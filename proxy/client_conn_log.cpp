@@ -58,7 +58,7 @@ void ClientConn::log_exchange(const char* end) {
     if (pool_ != nullptr && up_ != nullptr) r.server = pool_->server_name(up_->server());
     r.upgrade = outcome_;
     if (outcome_ == UpgradeOutcome::switched || outcome_ == UpgradeOutcome::terminated) {
-        r.protocol = tunnel_->protocol;
+        r.protocol = tunnel_->protocol();
     } else if (outcome_ != UpgradeOutcome::none) {
         r.protocol = offered_protocol();
     }
@@ -92,9 +92,9 @@ void ClientConn::tunnel_ended(TunnelEnd how) {
     if (log.enabled()) {
         AccessRecord r;
         r.tunnel = true;
-        r.client = tunnel_->client;
-        r.method = tunnel_->method;
-        r.target = tunnel_->target;
+        r.client = tunnel_->client();
+        r.method = tunnel_->method();
+        r.target = tunnel_->target();
         r.status = 101;
         r.bytes_in = tunnel_->bytes_from(TunnelBase::kClient);
         r.bytes_out = tunnel_->bytes_from(TunnelBase::kUpstream);
@@ -104,7 +104,7 @@ void ClientConn::tunnel_ended(TunnelEnd how) {
         r.upstream = up_->pool().config().name;
         r.server = up_->pool().server_name(up_->server());
         r.upgrade = outcome_;  // switched, or terminated
-        r.protocol = tunnel_->protocol;
+        r.protocol = tunnel_->protocol();
         r.end = tunnel_end_name(how);
         log.write(worker_.id(), worker_.now_ms(), r, config().access_log.format);
     }

@@ -9,6 +9,22 @@ TunnelBase::TunnelBase(TunnelOwner& owner, uv_loop_t* loop, Transport& client_en
     last_activity_ms_ = uv_now(loop_);
 }
 
+void TunnelBase::set_labels(std::string_view protocol, std::string_view method, std::string_view target,
+                            std::string_view client) {
+    labels_.clear();
+    labels_.reserve(protocol.size() + method.size() + target.size() + client.size() + 4);
+    for (std::string_view part : {protocol, method, target, client}) {
+        labels_.append(part);
+        labels_.push_back('\0');
+    }
+}
+
+std::string_view TunnelBase::label(int index) const {
+    std::string_view rest = labels_;
+    for (int i = 0; i < index && !rest.empty(); ++i) rest.remove_prefix(rest.find('\0') + 1);
+    return rest.substr(0, rest.find('\0'));
+}
+
 // The owner closes both transports (which then call no one) before it lets the tunnel go.
 void TunnelBase::end(TunnelEnd how) {
     if (ended_) return;

@@ -61,14 +61,18 @@ public:
     // The loop time of the last byte either way (or of the switch).
     std::uint64_t idle_since() const { return last_activity_ms_; }
 
-    // For the access log: the protocol switched to, the request line, the client's IP.
-    std::string protocol;
-    std::string method;
-    std::string target;
-    std::string client;
+    // For the access log: the protocol switched to, the request line, the client's IP. Kept
+    // in one block (one allocation, 32 bytes in the tunnel instead of four strings' 128).
+    void set_labels(std::string_view protocol, std::string_view method, std::string_view target,
+                    std::string_view client);
+    std::string_view protocol() const { return label(0); }
+    std::string_view method() const { return label(1); }
+    std::string_view target() const { return label(2); }
+    std::string_view client() const { return label(3); }
 
 protected:
     TunnelBase(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end);
+    std::string_view label(int index) const;
     // Called by end() before the owner hears of it (and closes both transports).
     virtual void on_end(TunnelEnd /*how*/) {}
 
@@ -83,6 +87,7 @@ protected:
     uv_loop_t* loop_;  // for its clock
     std::array<Transport*, 2> ends_;
     std::array<std::uint64_t, 2> bytes_{};  // indexed by the side the bytes came from
+    std::string labels_;  // protocol, method, target, client, each followed by a NUL
     std::uint64_t last_activity_ms_ = 0;
     bool ended_ = false;
 };
