@@ -1,9 +1,8 @@
 // Token and list utilities for HTTP field values (RFC 9110 §5.6).
 #include "parser/tokens.hpp"
 
-#include <array>
-
 #include <algorithm>
+#include <array>
 
 namespace sy {
 
@@ -116,5 +115,15 @@ FieldId field_id(std::string_view name) {
 
 // tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" /
 //         "|" / "~" / DIGIT / ALPHA   (RFC 9110 §5.6.2)
+
+bool is_token(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
+}
+
+bool is_protocol(std::string_view s) {
+    const std::size_t slash = s.find('/');
+    if (slash == std::string_view::npos) return is_token(s);
+    return is_token(s.substr(0, slash)) && is_token(s.substr(slash + 1));
+}
 
 }  // namespace sy

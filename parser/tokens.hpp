@@ -56,6 +56,10 @@ inline constexpr std::array<bool, 256> kTchar = make_tchar_table();
 
 // An RFC 9110 token character (tchar).
 inline bool is_tchar(char c) { return detail::kTchar[static_cast<unsigned char>(c)]; }
+// An RFC 9110 §5.6.2 token: one or more tchars.
+bool is_token(std::string_view s);
+// RFC 9110 §7.8: protocol = protocol-name ["/" protocol-version], both tokens.
+bool is_protocol(std::string_view s);
 
 // The FieldId of a field name (case-insensitive); FieldId::other for any other name.
 FieldId field_id(std::string_view name);

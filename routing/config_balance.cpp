@@ -22,7 +22,7 @@ void ConfigReader::read_balancing(const Fields& fields, UpstreamConfig& upstream
             const std::size_t colon = key.find(':');
             const std::string_view kind = key.substr(0, colon);
             const std::string_view name = colon == std::string_view::npos ? std::string_view() : key.substr(colon + 1);
-            const bool named = !name.empty() && std::all_of(name.begin(), name.end(), is_tchar);
+            const bool named = is_token(name);
             if (key == "client_ip") {
                 upstream.hash_key.kind = HashKey::Kind::client_ip;
             } else if (kind == "header" && named) {
@@ -44,7 +44,7 @@ void ConfigReader::read_balancing(const Fields& fields, UpstreamConfig& upstream
         if (const Entry* c = r_.required(sticky, e->value, "cookie")) {
             auto name = r_.scalar(*c);
             // A cookie-name is an RFC 9110 token (RFC 6265 §4.1.1).
-            if (name && !name->empty() && std::all_of(name->begin(), name->end(), is_tchar)) {
+            if (name && is_token(*name)) {
                 config.cookie = std::move(*name);
             } else {
                 if (name) r_.error(c->value_mark(), "invalid cookie name " + quoted(*name) + " (expected a token)");

@@ -9,20 +9,6 @@
 namespace sy::config_detail {
 namespace {
 
-// RFC 9110 §5.6.2 token.
-bool is_token(std::string_view text) {
-    return !text.empty() && std::all_of(text.begin(), text.end(), is_tchar);
-}
-
-// "name" or "name/version", both tokens (RFC 9110 §7.8 protocol).
-bool is_protocol(std::string_view text) {
-    const auto slash = text.find('/');
-    if (slash == std::string_view::npos) {
-        return is_token(text);
-    }
-    return is_token(text.substr(0, slash)) && is_token(text.substr(slash + 1));
-}
-
 // An exact host name (letters, digits, '-', '_', non-empty dot-separated labels), an IPv6
 // literal in brackets, or "*." followed by a name. Already lower-cased.
 bool is_host_pattern(std::string_view pattern) {

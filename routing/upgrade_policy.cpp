@@ -11,6 +11,7 @@
 #include <utility>
 #include <string_view>
 
+#include "parser/base64.hpp"
 #include "parser/tokens.hpp"
 #include "routing/route_match.hpp"
 
@@ -23,18 +24,8 @@ std::string_view protocol_name(std::string_view protocol) {
     return protocol.substr(0, protocol.find('/'));
 }
 
-bool is_token(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
-}
-
-// RFC 9110 §7.8: protocol = protocol-name ["/" protocol-version], both tokens. Anything
-// else in an Upgrade list (quoted strings, inner spaces, "a/b/c") is never allowed nor
-// accepted, whatever the allow list says.
-bool is_protocol(std::string_view s) {
-    const std::size_t slash = s.find('/');
-    if (slash == std::string_view::npos) return is_token(s);
-    return is_token(s.substr(0, slash)) && is_token(s.substr(slash + 1));
-}
+// Anything in an Upgrade list that is not an RFC 9110 §7.8 protocol (is_protocol: quoted
+// strings, inner spaces, "a/b/c") is never allowed nor accepted, whatever the allow list says.
 
 bool is_h2c(std::string_view protocol) { return iequals(protocol_name(protocol), "h2c"); }
 bool is_websocket(std::string_view protocol) {
@@ -72,28 +63,13 @@ bool connection_has_upgrade(const HeaderList& headers) {
 }
 
 
-int base64_value(char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
 // RFC 6455 §4.1: the key is a base64-encoded 16-byte nonce, so exactly 24 characters of
-// strict base64 (RFC 4648 §4): 22 alphabet characters then "==", the unused low 4 bits of
-// the last one zero (RFC 4648 §3.5, canonical encoding).
+// strict base64 (RFC 4648 §4, padding included, the unused bits zero: §3.5).
 bool is_websocket_key(std::string_view key) {
-    if (key.size() != 24 || key.substr(22) != "==") return false;
-    for (std::size_t i = 0; i < 22; ++i) {
-        if (base64_value(key[i]) < 0) return false;
-    }
-    if ((base64_value(key[21]) & 0x0f) != 0) return false;
-    std::array<unsigned char, 18> decoded{};  // EVP_DecodeBlock counts the padding bytes too
-    const int n = EVP_DecodeBlock(decoded.data(), reinterpret_cast<const unsigned char*>(key.data()),
-                                  static_cast<int>(key.size()));
-    return n == 18;
+    if (key.size() != 24) return false;
+    std::array<char, 18> decoded{};
+    Base64Decoder decoder;
+    return decoder.decode(key.data(), key.size(), decoded.data()) == 16 && decoder.finish();
 }
 
 UpgradeDecision respond(UpgradeDecision decision, int status, std::string reason) {
@@ -340,9 +316,9 @@ std::string websocket_accept_for(std::string_view key) {
         EVP_DigestFinal_ex(sha1.ctx, digest.data(), &digest_len) != 1) {
         return {};  // only on allocation failure inside OpenSSL; an empty value never matches
     }
-    std::array<unsigned char, 4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1> encoded{};
-    const int n = EVP_EncodeBlock(encoded.data(), digest.data(), static_cast<int>(digest_len));
-    return std::string(reinterpret_cast<const char*>(encoded.data()), static_cast<std::size_t>(n));
+    std::string encoded(base64_encoded_size(digest_len), '\0');
+    base64_encode(reinterpret_cast<const char*>(digest.data()), digest_len, encoded.data());
+    return encoded;
 }
 
 }  // namespace sy
