@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "routing/config_loader.hpp"
+#include "config_test_support.hpp"
 
 namespace sy {
 namespace {
@@ -15,42 +16,7 @@ const std::string kUpstreams = "upstreams: { app: { servers: [127.0.0.1:9000] } 
 const std::string kRoutes = "routes: [{ upstream: app }]\n";
 const std::string kBase = kListen + kUpstreams + kRoutes;  // lines 1-3; additions start at 4
 
-std::vector<std::string> errors_of(const std::string& yaml) {
-    const ConfigResult result = load_config_string(yaml, "t.yaml");
-    CHECK(result.config.has_value() == result.errors.empty());
-    std::vector<std::string> errors;
-    for (const ConfigError& error : result.errors) {
-        CHECK(error.file == "t.yaml");
-        std::string text = error.to_string();
-        REQUIRE(text.starts_with("t.yaml:"));
-        errors.push_back(text.substr(7));
-    }
-    return errors;
-}
-
-struct Case {
-    std::string name;
-    std::string yaml;
-    std::vector<std::string> errors;
-};
-
-// One error a line, so that a mismatch prints readably.
-std::string lines(const std::vector<std::string>& errors) {
-    std::string text;
-    for (const std::string& error : errors) {
-        text += error;
-        text += '\n';
-    }
-    return text;
-}
-
-void run(const std::vector<Case>& cases) {
-    for (const Case& c : cases) {
-        CAPTURE(c.name);
-        CAPTURE(c.yaml);
-        CHECK(lines(errors_of(c.yaml)) == lines(c.errors));
-    }
-}
+using namespace config_test;
 
 TEST_CASE("the base of the error cases is valid") {
     CHECK(errors_of(kBase).empty());

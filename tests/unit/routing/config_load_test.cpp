@@ -8,21 +8,14 @@
 #include <vector>
 
 #include "routing/config_loader.hpp"
+#include "config_test_support.hpp"
 
 namespace sy {
 namespace {
 
 using namespace std::chrono_literals;
 
-Config load_ok(const std::string& yaml) {
-    ConfigResult result = load_config_string(yaml, "t.yaml");
-    for (const ConfigError& error : result.errors) {
-        CAPTURE(error.to_string());
-        CHECK(false);
-    }
-    REQUIRE(result.config.has_value());
-    return std::move(*result.config);
-}
+using config_test::load_ok;
 
 std::filesystem::path examples_dir() {
     // tests/unit/routing/<this file> -> <repo>/conf/examples
