@@ -496,8 +496,6 @@ void ClientConn::start_terminated() {
     auto tunnel = std::make_unique<WsTunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
                                              up_->transport(), worker_.io_buffers(), options);
     tunnel->set_labels("websocket", http_->req.method, http_->req.target, http_->client_ip);
-    // The client's first frames may have come behind its request.
-    const std::string held(unparsed());
     WsTunnel* pump = tunnel.get();
     tunnel_ = std::move(tunnel);
     SY_TRACE("client %p terminated websocket", static_cast<void*>(this));
@@ -506,9 +504,11 @@ void ClientConn::start_terminated() {
     close_and_free(timer_);
     close_and_free(up_timer_);
     up_->enter_tunnel();
-    http_.reset();
-    // Last: the held bytes may end the tunnel at once (a close frame), which closes this
-    // connection.
+    // The HTTP state goes with this call, after the pump has read the client's first frames
+    // (they may have come behind its request) from where they lie. Last, because a close
+    // frame among them ends the tunnel at once, which closes this connection.
+    const std::string_view held = unparsed();
+    const std::unique_ptr<Http> http = std::move(http_);  // keeps `held` alive through start()
     pump->start(held);
 }
 

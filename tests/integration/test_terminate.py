@@ -37,8 +37,9 @@ import unittest
 from harness import (SWITCHYARD_BIN, Proxy, dead_port, main, make_config, metric_sum,
                      wait_metric_sum)
 from terminate_support import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
-                               Eof, TcpService, WsClient, WsReferenceServer, autobahn_session,
-                               build_frame, protocol_error_cases,
+                               Eof, FrameReader, TcpService, WsClient, WsReferenceServer,
+                               autobahn_session, build_frame, close_payload, handshake_request,
+                               protocol_error_cases, read_head,
                                websockets_session, ws_accept)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -291,6 +292,27 @@ class Handshake(TerminateCase):
             self.assertEqual(bytes(conn.received), b"first bytes")
             c.send_close(1000)
             self.assertEqual(c.recv_close()[0], 1000)
+
+    def test_frames_sent_with_the_handshake_reach_the_service_after_the_switch(self):
+        # A client that does not wait for the 101 (bytes around the switch): its frames,
+        # held while the proxy connects, reach the service in order once it answers; a close
+        # among them is answered and ends the session there, nothing after it is read.
+        s = socket.create_connection(("127.0.0.1", self.px.port), timeout=5)
+        try:
+            s.sendall(handshake_request("/ctl") + build_frame(OP_BINARY, b"early ")
+                      + build_frame(OP_TEXT, b"bytes") + build_frame(OP_CLOSE, close_payload(1001))
+                      + build_frame(OP_BINARY, b"after the close"))
+            resp, rest = read_head(s)
+            self.assertEqual(resp.status, 101, resp)
+            conn = self.ctl.next_conn()
+            self.assertTrue(conn.read_until_eof(), "the service never got EOF")
+            self.assertEqual(bytes(conn.received), b"early bytes")
+            frame = FrameReader(s, rest).read_frame()
+            self.assertEqual((frame.opcode, frame.close_code()[0]), (OP_CLOSE, 1001))
+            s.settimeout(3)
+            self.assertEqual(s.recv(100), b"", "the connection stays open after the close handshake")
+        finally:
+            s.close()
 
     def test_subprotocol_is_the_routes_first_that_the_client_offered(self):
         cases = [  # (path, offered Sec-WebSocket-Protocol lines, selected)
