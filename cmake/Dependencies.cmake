@@ -16,6 +16,15 @@ if(NOT LIBUV_FOUND)
   switchyard_missing("libuv" "libuv1-dev")
 endif()
 
+# libsystemd: sd_notify (READY=1, and MAINPID= after a binary upgrade, so that systemd
+# follows the new process). Debian's own implementation of the protocol rather than ours.
+if(PkgConfig_FOUND)
+  pkg_check_modules(LIBSYSTEMD IMPORTED_TARGET libsystemd)
+endif()
+if(NOT LIBSYSTEMD_FOUND)
+  switchyard_missing("libsystemd" "libsystemd-dev")
+endif()
+
 # yaml-cpp: configuration.
 find_package(yaml-cpp QUIET)
 if(NOT yaml-cpp_FOUND)

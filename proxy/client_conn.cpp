@@ -473,6 +473,8 @@ void ClientConn::start_tunnel() {
     close_and_free(up_timer_);
     up_->enter_tunnel();
     http_.reset();
+    // A binary upgrade is under way: this tunnel follows the others to the new process.
+    if (worker_.handing_off()) worker_.schedule_handoff();
 }
 
 void ClientConn::start_terminated() {

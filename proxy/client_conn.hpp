@@ -11,6 +11,7 @@
 // responses always go out in request order.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -39,6 +40,8 @@
 
 namespace sy {
 
+class HandoffOutbox;
+struct MovingTunnel;
 class UpstreamPool;
 
 class ClientConn final : private HttpParser::Handler,
@@ -60,6 +63,12 @@ public:
     void begin_drain();
     // The worker's periodic sweep: ends a tunnel idle for timeouts.tunnel_idle.
     void check_tunnel_idle(std::uint64_t now);
+    // A binary upgrade (client_handoff.cpp). hand_off: an established raw tunnel over plain
+    // TCP goes to `outbox` (its sockets, state and unwritten bytes) and this connection
+    // closes; false for anything else, which stays. adopt: a new connection continuing a
+    // tunnel handed over by the old process.
+    bool hand_off(HandoffOutbox& outbox);
+    static void adopt(Worker& worker, MovingTunnel moving);
     // Closes both sides now. Safe to call twice; the object deletes itself once every
     // handle is closed.
     void close();
@@ -164,6 +173,7 @@ private:
     // Terminate mode: the upstream is connected and the request read; the proxy's own 101,
     // then a WsTunnel between the client's frames and the upstream's bytes.
     void start_terminated();
+    void adopt_tunnel(MovingTunnel moving);
     void close_after_flush();
     void start_linger();
     void update_reading();
@@ -265,6 +275,9 @@ private:
     std::uint32_t request_ms_ = 0;         // a tunnel's request, head to switch (for its log line)
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_mark_ = 0;
+    // A tunnel handed over by the old process: the bytes it counted already (per side read
+    // from), which the metrics here leave out.
+    std::array<std::uint64_t, 2> handed_bytes_{};
 
     bool head_sent_ = false;         // a final response head went to the client
     bool answered_locally_ = false;  // that head came from the proxy (respond_local)

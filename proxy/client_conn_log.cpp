@@ -79,8 +79,10 @@ void ClientConn::count_tunnel_end(TunnelEnd how) {
     const ProtocolStats& p = *protocol_stats_;
     g_stats.add(p.tunnels_active, -1);
     g_stats.add(up_->pool().tunnels_cell(up_->server()), -1);
-    g_stats.add(p.bytes_to_upstream, static_cast<std::int64_t>(tunnel_->bytes_from(TunnelBase::kClient)));
-    g_stats.add(p.bytes_to_client, static_cast<std::int64_t>(tunnel_->bytes_from(TunnelBase::kUpstream)));
+    g_stats.add(p.bytes_to_upstream,
+                static_cast<std::int64_t>(tunnel_->bytes_from(TunnelBase::kClient) - handed_bytes_[TunnelBase::kClient]));
+    g_stats.add(p.bytes_to_client,
+                static_cast<std::int64_t>(tunnel_->bytes_from(TunnelBase::kUpstream) - handed_bytes_[TunnelBase::kUpstream]));
     g_stats.add(p.closed + static_cast<MetricCell>(how));
     g_stats.registry.observe(p.duration, worker_.now_ms() - switch_ms_);
 }
@@ -100,7 +102,7 @@ void ClientConn::tunnel_ended(TunnelEnd how) {
         r.bytes_out = tunnel_->bytes_from(TunnelBase::kUpstream);
         r.request_ms = request_ms_;
         r.tunnel_ms = static_cast<double>(worker_.now_ms() - switch_ms_);
-        r.route = route_->name;
+        if (route_ != nullptr) r.route = route_->name;
         r.upstream = up_->pool().config().name;
         r.server = up_->pool().server_name(up_->server());
         r.upgrade = outcome_;  // switched, or terminated

@@ -4,6 +4,9 @@
 #include <cstring>
 #include <string>
 
+#include <unistd.h>
+
+#include "proxy/handoff/handoff.hpp"
 #include "proxy/log.hpp"
 #include "proxy/server.hpp"
 #include "routing/config_loader.hpp"
@@ -23,7 +26,12 @@ constexpr const char* kUsage =
     "  -V, --version       print the version and exit\n"
     "  -h, --help          print this help and exit\n"
     "\n"
-    "Exit status: 0 after a clean stop (SIGINT/SIGTERM) or a successful check,\n"
+    "Signals: SIGHUP reloads the configuration, SIGUSR1 reopens the access log,\n"
+    "SIGUSR2 replaces the binary (the one now at the same path) without closing tunnels,\n"
+    "SIGINT/SIGTERM drain and stop.\n"
+    "\n"
+    "Exit status: 0 after a clean stop (SIGINT/SIGTERM, or handing over after SIGUSR2)\n"
+    "or a successful check,\n"
     "1 on configuration or start-up errors, 2 on usage errors.\n";
 
 int usage_error(const char* message, const char* arg) {
@@ -35,6 +43,13 @@ int usage_error(const char* message, const char* arg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    sy::record_process_image(argc, argv);
+    // A binary upgrade's new process: the old one's channel (docs/operations.md).
+    int handoff_channel = -1;
+    if (const char* fd = std::getenv(sy::kHandoffFdVariable); fd != nullptr) {
+        handoff_channel = std::atoi(fd);
+        ::unsetenv(sy::kHandoffFdVariable);
+    }
     std::string config_path;
     bool check_only = false;
     if (const char* trace = std::getenv("SWITCHYARD_TRACE"); trace != nullptr && std::strcmp(trace, "1") == 0) {
@@ -74,5 +89,5 @@ int main(int argc, char** argv) {
         std::printf("%s: ok\n", config_path.c_str());
         return 0;
     }
-    return sy::run_server(*loaded.config, config_path);
+    return sy::run_server(*loaded.config, config_path, handoff_channel);
 }

@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "proxy/client_conn.hpp"
+#include "proxy/handoff/handoff.hpp"
 #include "proxy/log.hpp"
 #include "proxy/net.hpp"
 #include "proxy/ops/access_log.hpp"
@@ -21,6 +23,7 @@
 #include "proxy/ops/pid_file.hpp"
 #include "proxy/ops/reload.hpp"
 #include "proxy/ops/stats.hpp"
+#include "proxy/ops/systemd_notify.hpp"
 #include "proxy/worker.hpp"
 #include "routing/config_loader.hpp"
 
@@ -59,8 +62,11 @@ void set_reload_timestamp() {
 
 class Server {
 public:
-    Server(std::string config_path, SnapshotPtr snapshot)
-        : config_path_(std::move(config_path)), running_(std::move(snapshot)) {}
+    // `handoff_channel`: >= 0 in a binary upgrade's new process (owned from now on).
+    Server(std::string config_path, SnapshotPtr snapshot, int handoff_channel)
+        : config_path_(std::move(config_path)), running_(std::move(snapshot)) {
+        if (handoff_channel >= 0) receiver_ = std::make_unique<HandoffReceiver>(handoff_channel);
+    }
 
     int run();
 
@@ -68,18 +74,30 @@ private:
     const Config& config() const { return running_->config; }
     static void on_signal(uv_signal_t* handle, int signum);
     void drain(int signum);
+    void watch_drain();
     void reload();
+    // Binary upgrade (proxy/handoff/handoff.hpp).
+    bool open_listeners(std::vector<std::vector<ListenSocket>>* per_worker, std::string* error);
+    ListenerGroups listener_groups() const;
+    void handoff_committed();
+    void adopt(MovingTunnel tunnel);
     bool start_admin(const std::optional<AdminConfig>& config, std::unique_ptr<AdminServer>* out,
                      std::string* error);
 
     std::string config_path_;
     SnapshotPtr running_;
     uv_loop_t loop_{};
-    uv_signal_t signals_[4]{};
+    uv_signal_t signals_[5]{};
     uv_timer_t drain_watch_{};  // polls the workers after the first stop signal
     std::unique_ptr<AdminServer> admin_;
     AccessLog access_log_;
     std::vector<std::unique_ptr<Worker>> workers_;
+    // Every worker's socket per Config::listen index (the workers own them): what a binary
+    // upgrade hands over.
+    std::vector<std::vector<int>> listen_fds_;
+    std::unique_ptr<HandoffSender> sender_;      // SIGUSR2 in this process
+    std::unique_ptr<HandoffReceiver> receiver_;  // this process is a binary upgrade's new one
+    std::size_t next_adopter_ = 0;
     bool stopping_ = false;
 };
 
@@ -87,6 +105,12 @@ void Server::on_signal(uv_signal_t* handle, int signum) {
     auto* self = static_cast<Server*>(handle->data);
     if (signum == SIGHUP) {
         self->reload();
+    } else if (signum == SIGUSR2) {
+        if (self->stopping_) {
+            log_info("SIGUSR2 ignored: stopping");
+        } else {
+            self->sender_->start();
+        }
     } else if (signum == SIGUSR1) {
         log_info("SIGUSR1: reopening the access log");
         self->access_log_.reopen();
@@ -106,9 +130,15 @@ void Server::drain(int signum) {
     }
     stopping_ = true;
     log_info("%s: draining", name);
+    notify_stopping();
     for (auto& worker : workers_) worker->request_drain();
     AdminServer::retire(std::move(admin_));
-    // The signal handles stay active (for a second signal) until the workers are done.
+    watch_drain();
+}
+
+// The signal handles stay active (for a second signal) until the workers are done; then
+// every handle of the main loop closes and run() returns.
+void Server::watch_drain() {
     drain_watch_.data = this;
     uv_timer_start(&drain_watch_, [](uv_timer_t* t) {
         auto* self = static_cast<Server*>(t->data);
@@ -117,7 +147,33 @@ void Server::drain(int signum) {
         }
         for (uv_signal_t& s : self->signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_watch_), nullptr);
+        self->sender_->finish();
+        if (self->receiver_) self->receiver_->stop();
     }, 10, 10);
+}
+
+// The successor accepts on our listening sockets: we accept no more, every raw tunnel over
+// plain TCP goes to it, the rest drains as on SIGTERM. The pid file is the successor's now
+// (remove_pid_file leaves a file naming another process alone).
+void Server::handoff_committed() {
+    stopping_ = true;
+    for (auto& worker : workers_) worker->request_handoff(sender_.get());
+    AdminServer::retire(std::move(admin_));
+    watch_drain();
+}
+
+ListenerGroups Server::listener_groups() const {
+    ListenerGroups groups;
+    for (std::size_t i = 0; i < config().listen.size() && i < listen_fds_.size(); ++i) {
+        groups["listen " + config().listen[i].address.to_string()] = listen_fds_[i];
+    }
+    if (admin_ && admin_->fd() >= 0) groups["admin " + admin_->config().address.to_string()] = {admin_->fd()};
+    return groups;
+}
+
+void Server::adopt(MovingTunnel tunnel) {
+    Worker& worker = *workers_[next_adopter_++ % workers_.size()];
+    if (!worker.post_adopt(std::move(tunnel))) log_error("hand-off: worker %u has stopped; a tunnel is lost", worker.id());
 }
 
 bool Server::start_admin(const std::optional<AdminConfig>& config, std::unique_ptr<AdminServer>* out,
@@ -136,7 +192,15 @@ bool Server::start_admin(const std::optional<AdminConfig>& config, std::unique_p
 // changes, so a failed reload leaves the running configuration exactly as it was.
 void Server::reload() {
     if (stopping_) return;
+    if (sender_->busy()) {
+        log_info("SIGHUP ignored: a binary upgrade is under way (send it again after)");
+        return;
+    }
     log_info("SIGHUP: reloading %s", config_path_.c_str());
+    notify_reloading();
+    struct ReadyAgain {  // READY=1 however the reload ends
+        ~ReadyAgain() { notify_ready(false); }
+    } ready_again;
     auto fail = [](const std::string& why) {
         log_error("reload failed: %s, keeping the running configuration", why.c_str());
         g_stats.add(g_stats.reloads_failed);
@@ -209,6 +273,16 @@ void Server::reload() {
         if (!cfg.pid_file.empty() && !write_pid_file(cfg.pid_file, &error)) log_error("%s", error.c_str());
         if (!config().pid_file.empty()) remove_pid_file(config().pid_file);
     }
+    std::vector<std::vector<int>> listen_fds(cfg.listen.size());
+    for (std::size_t i = 0, fresh = 0; i < cfg.listen.size(); ++i) {
+        if (kept[i] >= 0) {
+            listen_fds[i] = listen_fds_[static_cast<std::size_t>(kept[i])];
+        } else {
+            for (unsigned w = 0; w < workers; ++w) listen_fds[i].push_back(new_fds[w][fresh]);
+            ++fresh;
+        }
+    }
+    listen_fds_ = std::move(listen_fds);
     for (unsigned w = 0; w < workers; ++w) workers_[w]->post_reload(snapshot, kept, std::move(new_fds[w]));
     // Done when every worker runs the new snapshot (each switches in microseconds; the
     // bound only guards against a worker that stopped answering).
@@ -223,35 +297,94 @@ void Server::reload() {
     log_info("reloaded %s", config_path_.c_str());
 }
 
+// The listening sockets, per worker: those a binary upgrade's old process hands over
+// (matched by the listener's configured address), the others bound here.
+bool Server::open_listeners(std::vector<std::vector<ListenSocket>>* per_worker, std::string* error) {
+    const unsigned workers = config().workers;
+    ListenerGroups handed;
+    if (receiver_ && !receiver_->take_listeners(&handed, error)) {
+        *error = "hand-off: " + *error;
+        return false;
+    }
+    per_worker->assign(workers, {});
+    for (std::size_t i = 0; i < config().listen.size(); ++i) {
+        const ListenerConfig& listener = config().listen[i];
+        std::vector<int> fds;
+        auto it = handed.find("listen " + listener.address.to_string());
+        if (it != handed.end()) {
+            fds = std::move(it->second);
+            handed.erase(it);
+            log_info("took over %s (%zu sockets)", local_address(fds.front()).c_str(), fds.size());
+            // More workers than sockets: the others join the port if its sockets allow it.
+            int reuse = 0;
+            socklen_t len = sizeof reuse;
+            ::getsockopt(fds.front(), SOL_SOCKET, SO_REUSEPORT, &reuse, &len);
+            sockaddr_storage bound{};
+            socklen_t bound_len = sizeof bound;
+            ::getsockname(fds.front(), reinterpret_cast<sockaddr*>(&bound), &bound_len);
+            while (fds.size() < workers && reuse != 0) {
+                int fd = open_listener(bound, true, error);
+                if (fd < 0) break;
+                fds.push_back(fd);
+            }
+            if (fds.size() < workers) {
+                log_info("%s: %zu of %u workers accept (the old process's sockets do not share the port)",
+                         local_address(fds.front()).c_str(), fds.size(), workers);
+            }
+        } else if (!open_listener_fds(listener, workers, &fds, error)) {
+            *error = "listen " + listener.address.to_string() + ": " + *error;
+            return false;
+        }
+        for (std::size_t j = 0; j < fds.size(); ++j) (*per_worker)[j % workers].push_back(ListenSocket{i, fds[j]});
+        listen_fds_.push_back(std::move(fds));
+    }
+    // The admin listener.
+    if (config().admin) {
+        auto it = handed.find("admin " + config().admin->address.to_string());
+        if (it != handed.end() && it->second.size() == 1) {
+            auto admin = std::make_unique<AdminServer>(&loop_, *config().admin);
+            if (!admin->adopt(it->second.front(), error)) return false;
+            admin_ = std::move(admin);
+            handed.erase(it);
+        } else if (!start_admin(config().admin, &admin_, error)) {
+            return false;
+        }
+    }
+    for (auto& [key, fds] : handed) {
+        log_info("hand-off: %s is not in the configuration: closed", key.c_str());
+        for (int fd : fds) ::close(fd);
+    }
+    return true;
+}
+
 int Server::run() {
     std::string error;
     if (!access_log_.start(config().access_log, config().workers, &error)) {
         log_error("%s", error.c_str());
         return 1;
     }
-    std::vector<std::vector<int>> fds(config().workers);
-    for (const ListenerConfig& listener : config().listen) {
-        std::vector<int> opened;
-        if (!open_listener_fds(listener, config().workers, &opened, &error)) {
-            log_error("listen %s: %s", listener.address.to_string().c_str(), error.c_str());
-            return 1;
-        }
-        for (unsigned w = 0; w < config().workers; ++w) fds[w].push_back(opened[w]);
-    }
-
     uv_loop_init(&loop_);
-    if (!start_admin(config().admin, &admin_, &error)) {
+    sender_ = std::make_unique<HandoffSender>(
+        &loop_, HandoffSender::Hooks{[this] { return listener_groups(); }, [this](int) { handoff_committed(); }});
+    std::vector<std::vector<ListenSocket>> fds;
+    if (!open_listeners(&fds, &error)) {
         log_error("%s", error.c_str());
+        for (auto& group : listen_fds_) {
+            for (int fd : group) ::close(fd);
+        }
+        AdminServer::retire(std::move(admin_));
+        sender_->finish();
         uv_run(&loop_, UV_RUN_DEFAULT);
         uv_loop_close(&loop_);
         return 1;
     }
     for (unsigned w = 0; w < config().workers; ++w) {
         workers_.push_back(std::make_unique<Worker>(running_, w, std::move(fds[w]), access_log_));
+        if (receiver_) workers_.back()->set_adoptions_pending(true);
     }
     uv_timer_init(&loop_, &drain_watch_);
-    const int signums[4] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
-    for (int i = 0; i < 4; ++i) {
+    const int signums[5] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
+    for (int i = 0; i < 5; ++i) {
         uv_signal_init(&loop_, &signals_[i]);
         signals_[i].data = this;
         uv_signal_start(&signals_[i], &Server::on_signal, signums[i]);
@@ -260,6 +393,14 @@ int Server::run() {
     const std::string pid_file = config().pid_file;
     if (!pid_file.empty() && !write_pid_file(pid_file, &error)) log_error("%s", error.c_str());
     set_reload_timestamp();
+    notify_ready(receiver_ != nullptr);
+    if (receiver_) {
+        // The old process stops accepting when it hears this, then sends its tunnels.
+        if (!receiver_->announce_listening(&error)) log_error("hand-off: %s", error.c_str());
+        receiver_->receive_tunnels(&loop_, [this](MovingTunnel t) { adopt(std::move(t)); }, [this] {
+            for (auto& worker : workers_) worker->set_adoptions_pending(false);
+        });
+    }
 
     // Returns once the signal handles and the admin listener are closed and the admin
     // connections in progress have answered.
@@ -275,7 +416,7 @@ int Server::run() {
 
 }  // namespace
 
-int run_server(const Config& config, const std::string& config_path) {
+int run_server(const Config& config, const std::string& config_path, int handoff_channel) {
     std::signal(SIGPIPE, SIG_IGN);
     g_stats.init(config.workers);
     std::string error;
@@ -284,7 +425,7 @@ int run_server(const Config& config, const std::string& config_path) {
         log_error("%s", error.c_str());
         return 1;
     }
-    Server server(config_path, std::move(snapshot));
+    Server server(config_path, std::move(snapshot), handoff_channel);
     return server.run();
 }
 

@@ -7,8 +7,10 @@
 
 namespace sy {
 
-// Runs the proxy until SIGINT/SIGTERM and a clean drain; SIGHUP reloads `config_path`.
-// Returns the exit status.
-int run_server(const Config& config, const std::string& config_path);
+// Runs the proxy until SIGINT/SIGTERM and a clean drain (or, after SIGUSR2, until its
+// successor holds the listeners and it holds nothing); SIGHUP reloads `config_path`.
+// `handoff_channel` >= 0: this process is a binary upgrade's new one, and takes the
+// listening sockets and tunnels from the old one over that socket. Returns the exit status.
+int run_server(const Config& config, const std::string& config_path, int handoff_channel = -1);
 
 }  // namespace sy

@@ -50,9 +50,50 @@ void Tunnel::start(std::string_view to_upstream, std::string_view to_client) {
         bytes_[kUpstream] += to_client.size();
         g_stats.add(g_stats.bytes_to_clients, static_cast<std::int64_t>(to_client.size()));
     }
+    become_user();
+    update_reading(kClient);
+    update_reading(kUpstream);
+}
+
+void Tunnel::become_user() {
     for (Transport* t : ends_) {
         t->set_user(this);
         t->set_read_limit(buffer_);
+    }
+}
+
+Tunnel::State Tunnel::state() const {
+    State s;
+    s.bytes = bytes_;
+    s.idle_ms = uv_now(loop_) - last_activity_ms_;
+    s.dirs = dirs_;
+    return s;
+}
+
+void Tunnel::resume(const State& state, const std::array<std::string_view, 2>& unwritten) {
+    bytes_ = state.bytes;
+    dirs_ = state.dirs;
+    const std::uint64_t now = uv_now(loop_);
+    last_activity_ms_ = now > state.idle_ms ? now - state.idle_ms : 0;
+    become_user();
+    for (Side side : {kClient, kUpstream}) {
+        if (!unwritten[side].empty() && !ends_[side]->write(unwritten[side])) {
+            end(reset_of(side));
+            return;
+        }
+    }
+    // An EOF being passed on when the old process let go: sent again, behind the queued
+    // bytes (a second shutdown of a side already shut down does no harm).
+    for (Side from : {kClient, kUpstream}) {
+        Direction& dir = dirs_[from];
+        if (!dir.shutdown_requested || dir.done) continue;
+        const Side to = other(from);
+        switch (ends_[to]->shutdown_write()) {
+            case Transport::Shutdown::done: on_shutdown_done(to, 0); break;
+            case Transport::Shutdown::pending: break;
+            case Transport::Shutdown::failed: on_shutdown_done(to, UV_EPIPE); break;
+        }
+        if (ended_) return;
     }
     update_reading(kClient);
     update_reading(kUpstream);

@@ -103,13 +103,27 @@ public:
     // reading keeps reading (no stop and start).
     void start(std::string_view to_upstream, std::string_view to_client);
 
+    // A binary upgrade (proxy/handoff/): what the tunnel is, apart from its sockets and the
+    // bytes queued toward each side (which the transports give).
+    struct DirectionState {
+        bool eof = false;                 // the side sent EOF
+        bool shutdown_requested = false;  // ... passed on toward the other side
+        bool done = false;                // ... and sent
+    };
+    struct State {
+        std::array<std::uint64_t, 2> bytes{};  // from each side
+        std::uint64_t idle_ms = 0;
+        std::array<DirectionState, 2> dirs;   // indexed by the side read from
+    };
+    State state() const;
+    // Continues a handed tunnel: `state` as the old process left it, then `unwritten[side]`
+    // (what it had not written toward each side yet) goes first, an EOF it was passing on
+    // follows that, and every side that has not ended is read.
+    void resume(const State& state, const std::array<std::string_view, 2>& unwritten);
+
 private:
     // One direction: bytes read from `from` written toward the other side.
-    struct Direction {
-        bool eof = false;       // `from` sent EOF
-        bool shutdown_requested = false;
-        bool done = false;      // EOF forwarded as a shutdown toward the other side
-    };
+    using Direction = DirectionState;
 
     void on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_t len) override;
     void on_transport_read_end(Transport& t, int status) override;
@@ -117,6 +131,7 @@ private:
     void on_transport_write_failed(Transport& t, int status) override;
     void on_transport_shutdown(Transport& t, int status) override;
 
+    void become_user();
     void update_reading(Side from);
     void on_eof(Side from);
     void on_shutdown_done(Side side, int status);

@@ -145,6 +145,12 @@ void UpstreamConn::on_transport_write_failed(Transport&, int status) {
 
 void UpstreamConn::on_transport_shutdown(Transport&, int) {}  // only a tunnel shuts down
 
+bool UpstreamConn::adopt(UpstreamEvents& events, int fd) {
+    if (!tcp_->open(fd)) return false;
+    events_ = &events;
+    return true;
+}
+
 void UpstreamConn::enter_tunnel() {
     close_and_free(timer_);
     transport_->drop_cork_buffer();

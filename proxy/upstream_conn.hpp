@@ -59,6 +59,12 @@ public:
     // Why TLS toward the server failed (for the error log); empty otherwise.
     std::string tls_error() const { return tls_ != nullptr ? tls_->error() : std::string(); }
     bool idle() const { return events_ == nullptr; }
+    // A binary upgrade (proxy/handoff/). adopt: a connected socket from the old process
+    // becomes this connection, busy for `events` (false: `fd` is left open).
+    // detach_for_handoff: a duplicate of the socket and the bytes not written yet
+    // (TcpTransport::detach_for_handoff); -1 for a TLS connection, which cannot move.
+    bool adopt(UpstreamEvents& events, int fd);
+    int detach_for_handoff(std::string* unwritten) { return tls_ == nullptr ? tcp_->detach_for_handoff(unwritten) : -1; }
     // The connection becomes one end of a tunnel, which becomes its transport's user: the
     // timer, which only pooling and connecting need, is given back.
     void enter_tunnel();

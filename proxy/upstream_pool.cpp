@@ -185,6 +185,24 @@ void UpstreamPool::on_conn_released(UpstreamConn* conn) {
     g_stats.add(g_stats.upstream_connections_idle, 1);
 }
 
+UpstreamConn* UpstreamPool::adopt(std::size_t server, UpstreamEvents& events, int fd) {
+    auto* conn = new UpstreamConn(shared_from_this(), server);
+    slots_[server].busy++;
+    slots_[server].open++;
+    if (!conn->adopt(events, fd)) {
+        conn->close();
+        return nullptr;
+    }
+    return conn;
+}
+
+std::size_t UpstreamPool::find_server(std::string_view name) const {
+    for (std::size_t s = 0; s < slots_.size(); ++s) {
+        if (!slots_[s].retired && slots_[s].name == name) return s;
+    }
+    return npos;
+}
+
 void UpstreamPool::on_conn_closed(UpstreamConn* conn, bool was_idle, bool was_counted_busy) {
     Slot& slot = slots_[conn->server()];
     slot.open--;

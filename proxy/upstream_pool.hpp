@@ -81,6 +81,12 @@ public:
     UpstreamConn* acquire(std::size_t server, UpstreamEvents& events, Millis connect_timeout, bool* connected,
                           bool reuse = true, std::string proxy_header = {});
 
+    // A binary upgrade: a connected socket to `server`, handed over by the old process,
+    // becomes a busy connection for `events`. Null when `fd` cannot be used (left open).
+    UpstreamConn* adopt(std::size_t server, UpstreamEvents& events, int fd);
+    // The slot of the server configured as `name` ("127.0.0.1:9001"), or npos.
+    std::size_t find_server(std::string_view name) const;
+
     void record_connect_result(std::size_t server, bool ok);
     // The active health check's verdict; true when it changed.
     bool set_check_result(std::size_t server, bool up);
@@ -96,6 +102,8 @@ public:
     const std::string& server_name(std::size_t server) const { return slots_[server].name; }
     // Its switchyard_upstream_tunnels_active series.
     MetricCell tunnels_cell(std::size_t server) const { return slots_[server].tunnels; }
+    // Its open tunnels counted by every worker (max_tunnels).
+    SharedCount* tunnels_shared(std::size_t server) const { return slots_[server].tunnels_shared; }
     Worker& worker() { return worker_; }
     std::size_t slot_count() const { return slots_.size(); }
     // A slot holds a server of the current configuration (not a retired one).

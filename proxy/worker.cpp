@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "proxy/client_conn.hpp"
+#include "proxy/handoff/handoff_queue.hpp"
 #include "proxy/health_check.hpp"
 #include "proxy/log.hpp"
 #include "proxy/ops/stats.hpp"
@@ -12,7 +13,7 @@
 
 namespace sy {
 
-Worker::Worker(SnapshotPtr snapshot, unsigned id, std::vector<int> listen_fds, AccessLog& access_log)
+Worker::Worker(SnapshotPtr snapshot, unsigned id, std::vector<ListenSocket> listen, AccessLog& access_log)
     : id_(id),
       access_log_(access_log),
       io_buffers_(std::max(kReadBufferSize, std::min<std::size_t>(snapshot->config.tunnel.buffer, 256 * 1024)), 16) {
@@ -22,11 +23,15 @@ Worker::Worker(SnapshotPtr snapshot, unsigned id, std::vector<int> listen_fds, A
     drain_async_.data = this;
     uv_async_init(&loop_, &reload_async_, &Worker::on_reload_async);
     reload_async_.data = this;
+    uv_async_init(&loop_, &adopt_async_, &Worker::on_adopt_async);
+    adopt_async_.data = this;
+    uv_timer_init(&loop_, &handoff_timer_);
+    handoff_timer_.data = this;
     uv_timer_init(&loop_, &drain_timer_);
     drain_timer_.data = this;
     uv_timer_init(&loop_, &tunnel_sweep_);
     tunnel_sweep_.data = this;
-    for (int fd : listen_fds) listeners_.push_back(open_listener(fd));
+    for (const ListenSocket& l : listen) listeners_.push_back(open_listener(l.index, l.fd));
     auto generation = std::make_shared<Generation>();
     const Config& config = snapshot->config;
     for (std::size_t u = 0; u < config.upstreams.size(); ++u) {
@@ -47,9 +52,10 @@ Worker::~Worker() {
     uv_loop_close(&loop_);
 }
 
-std::unique_ptr<Worker::Listener> Worker::open_listener(int fd) {
+std::unique_ptr<Worker::Listener> Worker::open_listener(std::size_t index, int fd) {
     auto listener = std::make_unique<Listener>();
     listener->worker = this;
+    listener->index = index;
     uv_tcp_init(&loop_, &listener->tcp);
     listener->tcp.data = listener.get();
     if (uv_tcp_open(&listener->tcp, fd) != 0) ::close(fd);
@@ -152,14 +158,19 @@ void Worker::apply(PendingReload reload) {
         for (int fd : reload.new_fds) ::close(fd);
         return;
     }
-    // Listeners: continue, open, close.
+    // Listeners: continue (every socket of the listener continued), open, close.
     std::vector<std::unique_ptr<Listener>> listeners;
     std::size_t next_fd = 0;
-    for (int old_index : reload.kept) {
-        if (old_index >= 0 && static_cast<std::size_t>(old_index) < listeners_.size() && listeners_[old_index]) {
-            listeners.push_back(std::move(listeners_[old_index]));
-        } else if (next_fd < reload.new_fds.size()) {
-            listeners.push_back(open_listener(reload.new_fds[next_fd++]));
+    for (std::size_t i = 0; i < reload.kept.size(); ++i) {
+        const int old_index = reload.kept[i];
+        if (old_index < 0) {
+            if (next_fd < reload.new_fds.size()) listeners.push_back(open_listener(i, reload.new_fds[next_fd++]));
+            continue;
+        }
+        for (auto& listener : listeners_) {
+            if (!listener || listener->index != static_cast<std::size_t>(old_index)) continue;
+            listener->index = i;
+            listeners.push_back(std::move(listener));
         }
     }
     for (auto& listener : listeners_) {
@@ -204,14 +215,13 @@ void Worker::on_connection(uv_stream_t* server, int status) {
     Worker& self = *listener->worker;
     if (status < 0 || self.draining_) return;
     auto* conn = new ClientConn(self);  // owns itself; deleted after its handles close
-    // Listeners are kept in the configuration's order: the index finds its TLS, if any.
+    // The listener's index finds its TLS, if any.
     const ServerTls* tls = nullptr;
     bool proxy_protocol = false;
     const Snapshot& snapshot = *self.current()->snapshot;
-    for (std::size_t i = 0; i < self.listeners_.size() && i < snapshot.listener_tls.size(); ++i) {
-        if (self.listeners_[i].get() != listener) continue;
-        tls = snapshot.listener_tls[i].get();
-        proxy_protocol = snapshot.config.listen[i].proxy_protocol;
+    if (listener->index < snapshot.listener_tls.size()) {
+        tls = snapshot.listener_tls[listener->index].get();
+        proxy_protocol = snapshot.config.listen[listener->index].proxy_protocol;
     }
     conn->accept(server, tls, proxy_protocol);
     if (self.clients_.size() > self.config().limits.max_connections) {
@@ -244,7 +254,57 @@ void Worker::on_tunnel_sweep(uv_timer_t* timer) {
 void Worker::on_drain_async(uv_async_t* async) {
     auto* self = static_cast<Worker*>(async->data);
     self->begin_drain();
+    if (self->outbox_.load() != nullptr) self->hand_off_tunnels();
     if (self->drain_now_.load()) self->close_all();
+}
+
+void Worker::request_handoff(HandoffOutbox* outbox) {
+    outbox_.store(outbox);
+    uv_async_send(&drain_async_);
+}
+
+void Worker::schedule_handoff() { uv_timer_start(&handoff_timer_, &Worker::on_handoff_timer, 0, 0); }
+
+void Worker::on_handoff_timer(uv_timer_t* timer) { static_cast<Worker*>(timer->data)->hand_off_tunnels(); }
+
+void Worker::hand_off_tunnels() {
+    HandoffOutbox* outbox = outbox_.load();
+    if (outbox == nullptr || finished_) return;
+    // A handed connection closes, which edits clients_ (in its close callback, but a copy
+    // keeps this loop independent of that).
+    std::vector<ClientConn*> clients = clients_;
+    std::size_t handed = 0;
+    for (ClientConn* conn : clients) handed += conn->hand_off(*outbox) ? 1 : 0;
+    if (handed > 0) log_info("worker %u: handed %zu tunnels over", id_, handed);
+}
+
+bool Worker::post_adopt(MovingTunnel&& moving) {
+    {
+        std::lock_guard<std::mutex> lock(adopt_mutex_);
+        if (!adopt_open_) return false;
+        adopting_.push_back(std::move(moving));
+    }
+    uv_async_send(&adopt_async_);
+    return true;
+}
+
+void Worker::set_adoptions_pending(bool pending) {
+    std::lock_guard<std::mutex> lock(adopt_mutex_);  // the async handle is closed under it
+    adoptions_pending_.store(pending);
+    if (!pending && adopt_open_) uv_async_send(&adopt_async_);  // a draining worker may finish now
+}
+
+void Worker::on_adopt_async(uv_async_t* async) {
+    auto* self = static_cast<Worker*>(async->data);
+    std::vector<MovingTunnel> adopting;
+    {
+        std::lock_guard<std::mutex> lock(self->adopt_mutex_);
+        adopting.swap(self->adopting_);
+    }
+    for (MovingTunnel& moving : adopting) ClientConn::adopt(*self, std::move(moving));
+    // Adopted while this process hands over in turn: they move on too.
+    if (self->handing_off()) self->schedule_handoff();
+    self->maybe_finish();
 }
 
 void Worker::begin_drain() {
@@ -275,13 +335,20 @@ void Worker::close_all() {
 }
 
 void Worker::maybe_finish() {
-    if (!draining_ || finished_ || !clients_.empty()) return;
+    if (!draining_ || finished_ || !clients_.empty() || adoptions_pending_.load()) return;
     finished_ = true;
     // Upstream connections released while draining were closed, not pooled. Closing our
     // own handles lets uv_run return once the last close callback ran.
     for (auto& pool : current_->pools) pool->close_idle();
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_async_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&reload_async_), nullptr);
+    {
+        std::lock_guard<std::mutex> lock(adopt_mutex_);
+        adopt_open_ = false;
+        adopting_.clear();  // closes their sockets
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&adopt_async_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handoff_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&tunnel_sweep_), nullptr);
 }

@@ -26,6 +26,8 @@ namespace sy {
 
 class AccessLog;
 class ClientConn;
+class HandoffOutbox;
+struct MovingTunnel;
 class HealthChecker;
 class UpstreamPool;
 
@@ -37,11 +39,18 @@ struct Generation {
 };
 using GenerationPtr = std::shared_ptr<const Generation>;
 
+// A listening socket of the worker and the configured listener (Config::listen index) it
+// serves. A worker has one per listener, or after a binary upgrade that changed `workers`,
+// none or several (the sockets the old process had).
+struct ListenSocket {
+    std::size_t index = 0;
+    int fd = -1;
+};
+
 class Worker {
 public:
-    // `listen_fds`: bound, listening sockets, one per configured listener, in the
-    // configuration's order (owned from now on).
-    Worker(SnapshotPtr snapshot, unsigned id, std::vector<int> listen_fds, AccessLog& access_log);
+    // `listen`: bound, listening sockets (owned from now on).
+    Worker(SnapshotPtr snapshot, unsigned id, std::vector<ListenSocket> listen, AccessLog& access_log);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -59,6 +68,19 @@ public:
     // Thread-safe: waits (at most `timeout`) until every reload posted so far is applied;
     // true when it is. A reload is reported done only once every worker runs it.
     bool wait_reloads_applied(std::chrono::milliseconds timeout);
+    // Thread-safe: a binary upgrade committed (docs/operations.md, "Binary upgrade"). Like
+    // request_drain, and every raw tunnel over plain TCP goes to `outbox`, now or when it
+    // forms; the other tunnels stay until they end or timeouts.shutdown_drain.
+    void request_handoff(HandoffOutbox* outbox);
+    // Thread-safe: continue a tunnel the old process handed over. False when the worker
+    // has stopped (the tunnel is then dropped with `moving`).
+    bool post_adopt(MovingTunnel&& moving);
+    // Thread-safe: while tunnels may still come from an old process, a draining worker
+    // does not finish (set before start(); cleared when the old process is gone).
+    void set_adoptions_pending(bool pending);
+    bool handing_off() const { return outbox_.load(std::memory_order_relaxed) != nullptr && draining_; }
+    // A tunnel formed while handing off: it goes too, from the loop's next turn.
+    void schedule_handoff();
 
     uv_loop_t* loop() { return &loop_; }
     // The configuration new exchanges use. Worker thread only.
@@ -88,6 +110,7 @@ private:
     struct Listener {
         uv_tcp_t tcp{};
         Worker* worker = nullptr;
+        std::size_t index = 0;  // the Config::listen entry it serves
     };
     struct PendingReload {
         SnapshotPtr snapshot;
@@ -99,12 +122,15 @@ private:
     static void on_reload_async(uv_async_t* async);
     static void on_drain_deadline(uv_timer_t* timer);
     static void on_tunnel_sweep(uv_timer_t* timer);
+    static void on_adopt_async(uv_async_t* async);
+    static void on_handoff_timer(uv_timer_t* timer);
+    void hand_off_tunnels();
     void close_all();
     void run();
     void begin_drain();
     void maybe_finish();
     void apply(PendingReload reload);
-    std::unique_ptr<Listener> open_listener(int fd);
+    std::unique_ptr<Listener> open_listener(std::size_t index, int fd);
     static void close_listener(std::unique_ptr<Listener> listener);
     void start_health_checks();
     void stop_health_checks();
@@ -116,10 +142,12 @@ private:
     uv_loop_t loop_{};
     uv_async_t drain_async_{};
     uv_async_t reload_async_{};
+    uv_async_t adopt_async_{};
+    uv_timer_t handoff_timer_{};
     uv_timer_t drain_timer_{};
     // One timer for every tunnel's idle timeout: a tunnel only stamps its last activity.
     uv_timer_t tunnel_sweep_{};
-    std::vector<std::unique_ptr<Listener>> listeners_;  // in the current configuration's order
+    std::vector<std::unique_ptr<Listener>> listeners_;
     std::vector<std::unique_ptr<HealthChecker>> checkers_;
     std::vector<ClientConn*> clients_;
     BufferPool io_buffers_;
@@ -130,6 +158,11 @@ private:
     std::uint64_t posted_ = 0;   // reloads posted (under pending_mutex_)
     std::uint64_t applied_ = 0;  // reloads applied (under pending_mutex_)
     std::atomic<bool> drain_now_{false};
+    std::atomic<HandoffOutbox*> outbox_{nullptr};
+    std::mutex adopt_mutex_;
+    std::vector<MovingTunnel> adopting_;  // posted by the main thread (under adopt_mutex_)
+    bool adopt_open_ = true;              // the loop still takes tunnels (under adopt_mutex_)
+    std::atomic<bool> adoptions_pending_{false};
     std::atomic<bool> loop_done_{false};
     bool running_ = false;
     bool draining_ = false;

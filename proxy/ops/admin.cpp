@@ -108,6 +108,24 @@ bool AdminServer::start(std::string* error) {
     if (!resolve_address(config_.address, &address, error)) return false;
     int fd = open_listener(address, false, error);
     if (fd < 0) return false;
+    if (!listen_on(fd, error)) return false;
+    log_info("admin listening on %s", local_address(fd).c_str());
+    return true;
+}
+
+bool AdminServer::adopt(int fd, std::string* error) {
+    if (!listen_on(fd, error)) return false;
+    log_info("admin: took over %s", local_address(fd).c_str());
+    return true;
+}
+
+int AdminServer::fd() const {
+    int fd = -1;
+    if (!started_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return -1;
+    return fd;
+}
+
+bool AdminServer::listen_on(int fd, std::string* error) {
     uv_tcp_init(loop_, &tcp_);
     tcp_.data = this;
     started_ = true;  // the handle exists: retire() closes it
@@ -117,7 +135,6 @@ bool AdminServer::start(std::string* error) {
         *error = std::string("admin listen: ") + uv_strerror(r);
         return false;
     }
-    log_info("admin listening on %s", local_address(fd).c_str());
     return true;
 }
 

@@ -18,6 +18,10 @@ public:
     AdminServer(uv_loop_t* loop, const AdminConfig& config) : loop_(loop), config_(config) {}
     // Binds and listens; logs "admin listening on ADDR". False with `error` on failure.
     bool start(std::string* error);
+    // Listens on a socket the old process handed over (a binary upgrade). False with `error`.
+    bool adopt(int fd, std::string* error);
+    // Its listening socket (for handing it over), or -1.
+    int fd() const;
     // Stops listening and frees the server once its handle is closed; connections in
     // progress finish on their own.
     static void retire(std::unique_ptr<AdminServer> admin);
@@ -25,6 +29,7 @@ public:
 
 private:
     static void on_connection(uv_stream_t* server, int status);
+    bool listen_on(int fd, std::string* error);
     uv_loop_t* loop_;
     AdminConfig config_;
     uv_tcp_t tcp_{};

@@ -27,6 +27,7 @@ const char* tunnel_end_name(TunnelEnd end) {
         case TunnelEnd::shutdown: return "shutdown";
         case TunnelEnd::error: return "error";
         case TunnelEnd::protocol_error: return "protocol_error";
+        case TunnelEnd::handed_off: return "handed_off";
     }
     return "error";
 }

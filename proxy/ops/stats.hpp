@@ -18,8 +18,11 @@ namespace sy {
 // How a tunnel ended: the `reason` label and the access log's `end`.
 // protocol_error: a terminated WebSocket closed by the proxy for a broken framing rule
 // (close 1002, 1007 or 1009).
-enum class TunnelEnd : std::uint8_t { eof, client_reset, upstream_reset, idle_timeout, shutdown, error, protocol_error };
-inline constexpr std::size_t kTunnelEnds = 7;
+// handed_off: a binary upgrade moved the tunnel to the new process (it goes on there).
+enum class TunnelEnd : std::uint8_t {
+    eof, client_reset, upstream_reset, idle_timeout, shutdown, error, protocol_error, handed_off
+};
+inline constexpr std::size_t kTunnelEnds = 8;
 const char* tunnel_end_name(TunnelEnd end);
 
 // The series of one route and one protocol label.

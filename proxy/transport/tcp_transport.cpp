@@ -2,7 +2,11 @@
 
 #include <cerrno>
 
+#include <cstddef>
+
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 namespace sy {
 
@@ -23,6 +27,25 @@ void TcpTransport::stop_reading() {
     if (!reading_) return;
     uv_read_stop(stream());
     reading_ = false;
+}
+
+// libuv (1.x) keeps a stream's queued writes in order in `write_queue` (uv_write_t::queue),
+// each with bufs[write_index, nbufs) still to send, the first of them advanced past what a
+// partial write took. Their sum must equal the stream's write_queue_size, checked here so
+// that a libuv that stores them differently refuses the hand-off instead of losing bytes.
+int TcpTransport::detach_for_handoff(std::string* unwritten) {
+    stop_reading();
+    if (closing_ || write_failed_ || writer_.corked()) return -1;
+    unwritten->clear();
+    void** head = reinterpret_cast<void**>(&tcp_.write_queue);
+    for (void** q = static_cast<void**>(head[0]); q != head; q = static_cast<void**>(q[0])) {
+        auto* req = reinterpret_cast<uv_write_t*>(reinterpret_cast<char*>(q) - offsetof(uv_write_t, queue));
+        for (unsigned i = req->write_index; i < req->nbufs; ++i) unwritten->append(req->bufs[i].base, req->bufs[i].len);
+    }
+    if (unwritten->size() != uv_stream_get_write_queue_size(stream())) return -1;
+    int fd = -1;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return -1;
+    return ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
 void TcpTransport::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {

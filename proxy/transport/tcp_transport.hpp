@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include <uv.h>
 
@@ -21,6 +22,14 @@ public:
     // For accepting into and connecting (the socket before any byte flows).
     uv_tcp_t* tcp() { return &tcp_; }
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+
+    // Adopts a connected socket (a binary upgrade's hand-off). False: `fd` is left open.
+    bool open(int fd) { return uv_tcp_open(&tcp_, fd) == 0; }
+    // For a binary upgrade (proxy/handoff/): a duplicate of the socket (close-on-exec) and
+    // the bytes accepted for writing that have not reached the kernel, in order. Reading
+    // stops; the caller closes this transport at once after, which cancels the queued
+    // writes without sending them. -1 when the queue cannot be read back exactly (corked).
+    int detach_for_handoff(std::string* unwritten);
 
     bool start_reading() override;
     void stop_reading() override;

@@ -24,7 +24,8 @@ from upgrade_support import (recv_exact, reset_close, switching, wait_eof,
 OUTCOMES = {"forwarded", "stripped", "rejected", "required", "bad_request", "switched",
             "declined", "refused_101", "terminated", "throttled"}
 REASONS = {"eof", "client_reset", "upstream_reset", "idle_timeout", "shutdown", "error",
-           "protocol_error"}  # a terminated WebSocket closed for a broken framing rule
+           "protocol_error",  # a terminated WebSocket closed for a broken framing rule
+           "handed_off"}  # moved to the new process by a binary upgrade (SIGUSR2)
 CODES = {"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 # name: (type, label names) from docs/operations.md's table

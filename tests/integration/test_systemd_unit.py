@@ -51,6 +51,9 @@ class SystemdUnit(unittest.TestCase):
     def test_what_operations_md_promises(self):
         d = self.d
         self.assertEqual(d["User"], ["switchyard"])
+        # Readiness, and the binary upgrade's new process taking over as the main process.
+        self.assertEqual(d["Type"], ["notify"])
+        self.assertEqual(d["NotifyAccess"], ["all"])
         self.assertTrue(any(re.fullmatch(r"(/bin/|/usr/bin/)?kill -HUP \$MAINPID", v) for v in d["ExecReload"]))
         self.assertEqual(d.get("KillSignal", ["SIGTERM"]), ["SIGTERM"])
         # The default shutdown_drain is 30 s: systemd must wait longer before SIGKILL.

@@ -1,0 +1,26 @@
+// The hand-off channel's socket: whole messages with descriptors beside them. A
+// SOCK_SEQPACKET Unix socket keeps each message whole and its SCM_RIGHTS with it.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sy {
+
+// A connected pair (close-on-exec both), or false with `error`.
+bool handoff_socketpair(int fds[2], std::string* error);
+
+// Sends one message with `fds` beside it (they stay open here). Blocks while the socket is
+// full, at most `timeout_ms`. False with `error` on failure.
+bool send_handoff_message(int socket, std::string_view bytes, const std::vector<int>& fds, std::string* error,
+                          int timeout_ms = 10'000);
+
+// Receives one message; the descriptors that came with it (close-on-exec) go to `fds`.
+// `nothing`: none waiting (timeout_ms 0 only); `error` says what went wrong, including a
+// message or descriptor list cut short, or no message within `timeout_ms` (-1: no bound).
+enum class Received { message, closed, nothing, error };
+Received recv_handoff_message(int socket, std::string* bytes, std::vector<int>* fds, std::string* error,
+                              int timeout_ms = -1);
+
+}  // namespace sy
