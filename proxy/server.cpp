@@ -131,6 +131,9 @@ void Server::drain(int signum) {
     stopping_ = true;
     log_info("%s: draining", name);
     notify_stopping();
+    // Stopping while a predecessor still hands tunnels over: no more are taken (the
+    // workers would otherwise wait for them).
+    if (receiver_) receiver_->stop();
     for (auto& worker : workers_) worker->request_drain();
     AdminServer::retire(std::move(admin_));
     watch_drain();

@@ -141,6 +141,10 @@ void HandoffSender::read_message() {
     const Received r = recv_handoff_message(channel_, &bytes, &fds, &error, 0);
     for (int fd : fds) ::close(fd);  // the successor sends none
     if (r == Received::nothing) return;
+    if (r == Received::closed && state_ != State::committed && process_open_) {
+        close_channel();  // the child is exiting: its exit status (or the timer) says why
+        return;
+    }
     if (r != Received::message) {
         if (state_ == State::committed) {
             log_error("hand-off: the new process closed the channel; tunnels not handed over yet stay here");
