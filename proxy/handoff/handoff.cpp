@@ -325,22 +325,26 @@ void HandoffReceiver::on_readable(uv_poll_t* poll, int status, int) {
         self->close();
         return;
     }
-    self->read_message();
+    // What is waiting, in one turn of the loop (a bound keeps the loop's other work going).
+    for (int i = 0; i < 1024 && self->polling_; ++i) {
+        if (!self->read_message()) break;
+    }
 }
 
-void HandoffReceiver::read_message() {
+// False when nothing more is waiting (or the channel closed).
+bool HandoffReceiver::read_message() {
     std::string bytes;
     std::vector<int> fds;
     std::string error;
     const Received r = recv_handoff_message(channel_, &bytes, &fds, &error, 0);
-    if (r == Received::nothing) return;
+    if (r == Received::nothing) return false;
     if (r != Received::message) {
         for (int fd : fds) ::close(fd);
         if (r == Received::error) log_error("%s", error.c_str());
         if (has_partial_) log_error("hand-off: the old process left before a tunnel's bytes were all here; it is lost");
         log_info("hand-off: the old process is done; %zu tunnels came over", received_);
         close();
-        return;
+        return false;
     }
     bool ok = false;
     if (message_type(bytes) == HandoffMessage::tunnel && !has_partial_ && fds.size() == 2) {
@@ -368,7 +372,7 @@ void HandoffReceiver::read_message() {
     if (!ok) {
         log_error("hand-off: a malformed message; no more tunnels are taken");
         close();
-        return;
+        return false;
     }
     if (partial_.record.sides[0].unwritten.size() == partial_to_client_ &&
         partial_.record.sides[1].unwritten.size() == partial_to_upstream_) {
@@ -376,6 +380,7 @@ void HandoffReceiver::read_message() {
         ++received_;
         adopt_(std::move(partial_));
     }
+    return true;
 }
 
 void HandoffReceiver::stop() { close(); }

@@ -113,7 +113,7 @@ public:
 
 private:
     static void on_readable(uv_poll_t* poll, int status, int events);
-    void read_message();
+    bool read_message();
     void close();
 
     int channel_;

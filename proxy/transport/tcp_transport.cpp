@@ -34,7 +34,6 @@ void TcpTransport::stop_reading() {
 // partial write took. Their sum must equal the stream's write_queue_size, checked here so
 // that a libuv that stores them differently refuses the hand-off instead of losing bytes.
 int TcpTransport::detach_for_handoff(std::string* unwritten) {
-    stop_reading();
     if (closing_ || write_failed_ || writer_.corked()) return -1;
     unwritten->clear();
     void** head = reinterpret_cast<void**>(&tcp_.write_queue);

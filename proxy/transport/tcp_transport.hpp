@@ -26,9 +26,10 @@ public:
     // Adopts a connected socket (a binary upgrade's hand-off). False: `fd` is left open.
     bool open(int fd) { return uv_tcp_open(&tcp_, fd) == 0; }
     // For a binary upgrade (proxy/handoff/): a duplicate of the socket (close-on-exec) and
-    // the bytes accepted for writing that have not reached the kernel, in order. Reading
-    // stops; the caller closes this transport at once after, which cancels the queued
-    // writes without sending them. -1 when the queue cannot be read back exactly (corked).
+    // the bytes accepted for writing that have not reached the kernel, in order. Nothing
+    // changes here: the caller closes this transport before the loop turns again, which
+    // cancels the queued writes without sending them (or, on -1, carries on with it).
+    // -1 when the queue cannot be read back exactly (corked, or libuv disagrees).
     int detach_for_handoff(std::string* unwritten);
 
     bool start_reading() override;
