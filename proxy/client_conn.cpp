@@ -455,7 +455,7 @@ void ClientConn::start_tunnel() {
     set_req_state(ReqState::tunnel);
     set_res_state(ResState::tunnel);
     auto tunnel = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
-                                           up_->transport(), config.tunnel.buffer);
+                                           up_->transport(), config.tunnel.buffer, splice_pipe());
     tunnel->set_labels(protocols, http_->req.method, http_->req.target, http_->client_ip);
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
@@ -512,6 +512,11 @@ void ClientConn::start_terminated() {
     const std::string_view held = unparsed();
     const std::unique_ptr<Http> http = std::move(http_);  // keeps `held` alive through start()
     pump->start(held);
+}
+
+SplicePipe* ClientConn::splice_pipe() {
+    const bool plain = tls_ == nullptr && up_ != nullptr && up_->plain();
+    return plain && config().tunnel.splice ? worker_.splice_pipe() : nullptr;
 }
 
 void ClientConn::check_tunnel_idle(std::uint64_t now) {

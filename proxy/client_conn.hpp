@@ -174,6 +174,9 @@ private:
     // then a WsTunnel between the client's frames and the upstream's bytes.
     void start_terminated();
     void adopt_tunnel(MovingTunnel moving);
+    // The worker's splice(2) pipe for a tunnel over plain TCP both ways with
+    // tunnel.splice: auto; null otherwise.
+    SplicePipe* splice_pipe();
     void close_after_flush();
     void start_linger();
     void update_reading();

@@ -106,7 +106,7 @@ void ClientConn::adopt_tunnel(MovingTunnel moving) {
     set_req_state(ReqState::tunnel);
     set_res_state(ResState::tunnel);
     auto tunnel = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
-                                           up_->transport(), config.tunnel.buffer);
+                                           up_->transport(), config.tunnel.buffer, splice_pipe());
     tunnel->set_labels(r.protocol, r.method, r.target, r.client);
     Tunnel* pump = tunnel.get();
     tunnel_ = std::move(tunnel);

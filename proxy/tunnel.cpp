@@ -36,8 +36,18 @@ void TunnelBase::end(TunnelEnd how) {
 }
 
 Tunnel::Tunnel(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end,
-               std::size_t buffer)
-    : TunnelBase(owner, loop, client_end, upstream_end), buffer_(buffer) {}
+               std::size_t buffer, SplicePipe* splice)
+    : TunnelBase(owner, loop, client_end, upstream_end), buffer_(buffer), splice_(splice) {}
+
+namespace {
+
+// A read at least this large turns its direction to splice(2); a move smaller than
+// kSpliceBelow turns it back. Below a few KiB, two splices cost more than a read and a
+// write (HAProxy's splice-auto reasons the same way).
+constexpr std::size_t kSpliceFrom = 16 * 1024;
+constexpr std::size_t kSpliceBelow = 2 * 1024;
+
+}  // namespace
 
 void Tunnel::start(std::string_view to_upstream, std::string_view to_client) {
     // The held bytes go first, in order (docs/upgrades.md, "Bytes around the switch").
@@ -106,9 +116,8 @@ void Tunnel::on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_
     }
     const Side from = side_of(t);
     const Side to = other(from);
-    bytes_[from] += len;
-    g_stats.add(from == kClient ? g_stats.bytes_from_clients : g_stats.bytes_to_clients, static_cast<std::int64_t>(len));
-    touch();
+    count(from, len);
+    if (splice_ != nullptr && len >= kSpliceFrom) set_spliced(from, true);
     switch (ends_[to]->write_buffer(buf, len)) {
         case Transport::Written::all: break;
         case Transport::Written::queued:
@@ -118,6 +127,62 @@ void Tunnel::on_transport_read(Transport& t, BufferPool::Buffer* buf, std::size_
             break;
         case Transport::Written::failed: end(reset_of(to)); break;
     }
+}
+
+void Tunnel::count(Side from, std::size_t len) {
+    bytes_[from] += len;
+    g_stats.add(from == kClient ? g_stats.bytes_from_clients : g_stats.bytes_to_clients, static_cast<std::int64_t>(len));
+    touch();
+}
+
+void Tunnel::set_spliced(Side from, bool on) {
+    if (on && (ends_[from]->splice_fd() < 0 || ends_[other(from)]->splice_fd() < 0)) return;
+    spliced_[from] = on;
+    ends_[from]->set_report_readable(on);
+}
+
+// `from` is readable: socket -> pipe -> the other socket, the pipe empty again on return
+// (proxy/splice_pipe.hpp). What the other side does not take at once goes the copy path's
+// way: into a pool buffer, queued, and `from` waits until it is written.
+void Tunnel::on_transport_readable(Transport& t) {
+    if (ended_ || splice_ == nullptr) return;
+    const Side from = side_of(t);
+    const Side to = other(from);
+    std::size_t n = 0;
+    switch (splice_->fill(t.splice_fd(), buffer_, &n)) {
+        case SplicePipe::Moved::some: break;
+        case SplicePipe::Moved::again: return;  // nothing after all
+        case SplicePipe::Moved::eof:
+            t.stop_reading();
+            on_eof(from);
+            return;
+        case SplicePipe::Moved::unsupported: set_spliced(from, false); return;  // read again, by copy
+        case SplicePipe::Moved::error:
+            t.stop_reading();
+            end(reset_of(from));
+            return;
+    }
+    count(from, n);
+    const long out = splice_->drain_to(ends_[to]->splice_fd(), n);
+    if (out < 0) {
+        splice_->discard(n);
+        end(reset_of(to));
+        return;
+    }
+    g_stats.add(g_stats.bytes_spliced, out);
+    if (static_cast<std::size_t>(out) < n) {
+        BufferPool::Buffer* rest = splice_->read_out(n - static_cast<std::size_t>(out));
+        if (rest == nullptr) {
+            end(TunnelEnd::error);
+            return;
+        }
+        switch (ends_[to]->write_buffer(rest, n - static_cast<std::size_t>(out))) {
+            case Transport::Written::all: break;
+            case Transport::Written::queued: t.stop_reading(); break;
+            case Transport::Written::failed: end(reset_of(to)); return;
+        }
+    }
+    if (n < kSpliceBelow) set_spliced(from, false);
 }
 
 void Tunnel::on_transport_read_end(Transport& t, int status) {

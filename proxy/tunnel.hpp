@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "proxy/ops/stats.hpp"
+#include "proxy/splice_pipe.hpp"
 #include "proxy/transport/transport.hpp"
 
 namespace sy {
@@ -95,7 +96,11 @@ protected:
 class Tunnel final : public TunnelBase {
 public:
     // `buffer`: tunnel.buffer, the most bytes a read takes and the bound per direction.
-    Tunnel(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end, std::size_t buffer);
+    // `splice`: the worker's pipe when both ends are plain TCP and tunnel.splice is auto;
+    // a direction whose reads come in large then moves its bytes with splice(2) (and goes
+    // back to reading when they come in small).
+    Tunnel(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end, std::size_t buffer,
+           SplicePipe* splice = nullptr);
 
     // Hands over the bytes already read at the switch, in order (`to_upstream`: what the
     // client sent after its request; `to_client`: what the upstream sent after its 101 head),
@@ -130,14 +135,20 @@ private:
     void on_transport_drained(Transport& t) override;
     void on_transport_write_failed(Transport& t, int status) override;
     void on_transport_shutdown(Transport& t, int status) override;
+    void on_transport_readable(Transport& t) override;
 
     void become_user();
+    void set_spliced(Side from, bool on);
+    // After `len` bytes were moved from `from` toward the other side (a read or a splice).
+    void count(Side from, std::size_t len);
     void update_reading(Side from);
     void on_eof(Side from);
     void on_shutdown_done(Side side, int status);
 
     std::array<Direction, 2> dirs_;  // indexed by the side read from
+    std::array<bool, 2> spliced_{};  // the direction moves its bytes with splice(2)
     std::size_t buffer_;
+    SplicePipe* splice_;
 };
 
 }  // namespace sy

@@ -64,6 +64,7 @@ public:
     // detach_for_handoff: a duplicate of the socket and the bytes not written yet
     // (TcpTransport::detach_for_handoff); -1 for a TLS connection, which cannot move.
     bool adopt(UpstreamEvents& events, int fd);
+    bool plain() const { return tls_ == nullptr; }
     int detach_for_handoff(std::string* unwritten) { return tls_ == nullptr ? tcp_->detach_for_handoff(unwritten) : -1; }
     // The connection becomes one end of a tunnel, which becomes its transport's user: the
     // timer, which only pooling and connecting need, is given back.

@@ -9,6 +9,7 @@
 #include "proxy/health_check.hpp"
 #include "proxy/log.hpp"
 #include "proxy/ops/stats.hpp"
+#include "proxy/splice_pipe.hpp"
 #include "proxy/upstream_pool.hpp"
 
 namespace sy {
@@ -230,6 +231,19 @@ void Worker::on_connection(uv_stream_t* server, int status) {
         g_stats.add(g_stats.connections_refused);
         conn->close();
     }
+}
+
+SplicePipe* Worker::splice_pipe() {
+    if (!splice_pipe_ && !splice_failed_) {
+        auto pipe = std::make_unique<SplicePipe>(io_buffers_);
+        if (pipe->ok()) {
+            splice_pipe_ = std::move(pipe);
+        } else {
+            splice_failed_ = true;
+            log_error("worker %u: no pipe for splice(2); tunnels copy", id_);
+        }
+    }
+    return splice_pipe_.get();
 }
 
 void Worker::add_client(ClientConn* conn) { clients_.push_back(conn); }

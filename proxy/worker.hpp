@@ -27,6 +27,7 @@ namespace sy {
 class AccessLog;
 class ClientConn;
 class HandoffOutbox;
+class SplicePipe;
 struct MovingTunnel;
 class HealthChecker;
 class UpstreamPool;
@@ -98,6 +99,9 @@ public:
     // 256 KiB)) each, given back as soon as its bytes are parsed or written: an idle
     // connection holds none.
     BufferPool& io_buffers() { return io_buffers_; }
+    // The pipe splice(2) tunnels share (proxy/splice_pipe.hpp), made at the first use; null
+    // when it cannot be made (the tunnels then copy).
+    SplicePipe* splice_pipe();
 
     // Connection registry (for drain and the connection limit).
     void add_client(ClientConn* conn);
@@ -151,6 +155,8 @@ private:
     std::vector<std::unique_ptr<HealthChecker>> checkers_;
     std::vector<ClientConn*> clients_;
     BufferPool io_buffers_;
+    std::unique_ptr<SplicePipe> splice_pipe_;
+    bool splice_failed_ = false;
     std::thread thread_;
     std::mutex pending_mutex_;
     std::vector<PendingReload> pending_;  // posted by the main thread, applied in order

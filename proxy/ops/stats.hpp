@@ -74,6 +74,7 @@ struct Stats {
     MetricCell responses_proxy = 0;
     MetricCell bytes_from_clients = 0;
     MetricCell bytes_to_clients = 0;
+    MetricCell bytes_spliced = 0;  // tunnel bytes moved by splice(2)
     MetricCell reloads_ok = 0;
     MetricCell reloads_failed = 0;
     MetricCell last_reload_success = 0;

@@ -47,8 +47,18 @@ int TcpTransport::detach_for_handoff(std::string* unwritten) {
     return ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
+int TcpTransport::splice_fd() const {
+    int fd = -1;
+    return uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) == 0 ? fd : -1;
+}
+
 void TcpTransport::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
     auto* self = static_cast<TcpTransport*>(handle->data);
+    if (self->report_readable_) {
+        // No buffer: libuv then reports the readable socket as UV_ENOBUFS without reading.
+        *buf = uv_buf_init(nullptr, 0);
+        return;
+    }
     BufferPool::Buffer* b = self->buffers_.take();
     const std::size_t limit = self->read_limit_;
     const std::size_t room = self->buffers_.size() - self->read_headroom_;
@@ -58,6 +68,10 @@ void TcpTransport::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
 
 void TcpTransport::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     auto* self = static_cast<TcpTransport*>(stream->data);
+    if (nread == UV_ENOBUFS && buf->base == nullptr && self->report_readable_ && self->user_ != nullptr) {
+        self->user_->on_transport_readable(*self);
+        return;
+    }
     BufferPool::Buffer* b = buf->base != nullptr ? BufferPool::Buffer::of(buf->base - self->read_headroom_) : nullptr;
     if (nread > 0 && self->user_ != nullptr) {
         self->user_->on_transport_read(*self, b, static_cast<std::size_t>(nread));

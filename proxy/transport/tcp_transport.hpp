@@ -32,6 +32,7 @@ public:
     // -1 when the queue cannot be read back exactly (corked, or libuv disagrees).
     int detach_for_handoff(std::string* unwritten);
 
+    int splice_fd() const override;
     bool start_reading() override;
     void stop_reading() override;
     using Transport::write;

@@ -37,6 +37,9 @@ public:
     virtual void on_transport_write_failed(Transport& t, int status) = 0;
     // A shutdown_write() that answered `pending` is done (status 0) or failed.
     virtual void on_transport_shutdown(Transport& t, int status) = 0;
+    // While set_report_readable is on: the socket has bytes (or its EOF) to take, and the
+    // user takes them itself (splice(2)). Nothing was read.
+    virtual void on_transport_readable(Transport& /*t*/) {}
 };
 
 class Transport {
@@ -59,6 +62,11 @@ public:
     virtual bool start_reading() = 0;
     virtual void stop_reading() = 0;
     bool reading() const { return reading_; }
+    // splice(2) (proxy/splice_pipe.hpp): the socket under a plain TCP transport, -1 for any
+    // other; and, while reporting readable, a readable socket is announced with
+    // on_transport_readable instead of being read.
+    virtual int splice_fd() const { return -1; }
+    void set_report_readable(bool on) { report_readable_ = on; }
 
     // Writes the pieces in order, as one write; what the peer does not take at once is
     // copied. False once writing has failed.
@@ -107,11 +115,12 @@ protected:
     TransportUser* user_ = nullptr;
     std::uint32_t read_limit_ = 64 * 1024;
     std::uint8_t read_headroom_ = 0;
-    bool reading_ = false;
+    bool reading_ : 1 = false;
     // For the implementations (packed here with the fields above: an idle tunnel holds two
     // transports, so every 8 bytes count).
-    bool write_failed_ = false;
-    bool closing_ = false;
+    bool write_failed_ : 1 = false;
+    bool closing_ : 1 = false;
+    bool report_readable_ : 1 = false;
 
 private:
     ClosedCallback closed_ = nullptr;

@@ -1,0 +1,88 @@
+#include "proxy/splice_pipe.hpp"
+
+#include <algorithm>
+#include <cerrno>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace sy {
+
+SplicePipe::SplicePipe(BufferPool& buffers) : buffers_(buffers) {
+    const std::size_t capacity = buffers.size();
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return;
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+    // The kernel rounds up to pages; what it grants is the bound (at least the 64 KiB default).
+    const int granted = ::fcntl(write_fd_, F_SETPIPE_SZ, static_cast<int>(capacity));
+    const int size = granted > 0 ? granted : ::fcntl(write_fd_, F_GETPIPE_SZ);
+    capacity_ = size > 0 ? std::min(capacity, static_cast<std::size_t>(size)) : 0;
+    if (capacity_ == 0) {
+        ::close(read_fd_);
+        ::close(write_fd_);
+        read_fd_ = write_fd_ = -1;
+    }
+}
+
+SplicePipe::~SplicePipe() {
+    if (read_fd_ >= 0) ::close(read_fd_);
+    if (write_fd_ >= 0) ::close(write_fd_);
+}
+
+SplicePipe::Moved SplicePipe::fill(int from, std::size_t max, std::size_t* n) {
+    *n = 0;
+    for (;;) {
+        const ssize_t r = ::splice(from, nullptr, write_fd_, nullptr, std::min(max, capacity_),
+                                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (r > 0) {
+            *n = static_cast<std::size_t>(r);
+            return Moved::some;
+        }
+        if (r == 0) return Moved::eof;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return Moved::again;
+        return errno == EINVAL || errno == ENOSYS ? Moved::unsupported : Moved::error;
+    }
+}
+
+long SplicePipe::drain_to(int to, std::size_t len) {
+    std::size_t moved = 0;
+    while (moved < len) {
+        const ssize_t r = ::splice(read_fd_, nullptr, to, nullptr, len - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (r > 0) {
+            moved += static_cast<std::size_t>(r);
+            continue;
+        }
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno != EAGAIN) return -1;
+        break;  // the socket is full
+    }
+    return static_cast<long>(moved);
+}
+
+BufferPool::Buffer* SplicePipe::read_out(std::size_t len) {
+    BufferPool::Buffer* b = buffers_.take();
+    std::size_t got = 0;
+    while (got < len) {
+        const ssize_t r = ::read(read_fd_, b->data() + got, len - got);
+        if (r > 0) {
+            got += static_cast<std::size_t>(r);
+        } else if (!(r < 0 && errno == EINTR)) {
+            buffers_.give(b);
+            return nullptr;
+        }
+    }
+    return b;
+}
+
+void SplicePipe::discard(std::size_t len) {
+    char sink[4096];
+    while (len > 0) {
+        const ssize_t r = ::read(read_fd_, sink, std::min(len, sizeof sink));
+        if (r <= 0 && !(r < 0 && errno == EINTR)) return;
+        if (r > 0) len -= static_cast<std::size_t>(r);
+    }
+}
+
+}  // namespace sy

@@ -1,0 +1,46 @@
+// The worker's pipe for splice(2) tunnels (tunnel.splice: auto). Bytes move socket -> pipe
+// -> socket without entering user space, and the pipe is empty again before the callback
+// that filled it returns: what the destination does not take at once is read out into a
+// pool buffer and queued on the copy path. So one pipe serves every tunnel of the worker,
+// a tunnel holds no pipe (no descriptors, no pinned pages) while idle, and a hand-off never
+// finds bytes in one.
+#pragma once
+
+#include <cstddef>
+
+#include "proxy/buffer_pool.hpp"
+
+namespace sy {
+
+class SplicePipe {
+public:
+    // The pipe's size (F_SETPIPE_SZ), which bounds one move, is at most the size of a
+    // buffer of `buffers`, so a rest always fits in one.
+    explicit SplicePipe(BufferPool& buffers);
+    ~SplicePipe();
+    SplicePipe(const SplicePipe&) = delete;
+    SplicePipe& operator=(const SplicePipe&) = delete;
+
+    // False when the pipe could not be made (descriptors exhausted): tunnels copy.
+    bool ok() const { return read_fd_ >= 0; }
+    std::size_t capacity() const { return capacity_; }
+
+    enum class Moved { some, eof, again, unsupported, error };
+    // Moves up to `max` bytes from socket `from` into the pipe; *n says how many.
+    Moved fill(int from, std::size_t max, std::size_t* n);
+    // Moves up to `len` bytes from the pipe to socket `to` without blocking; how many.
+    // -1 on an error other than a full socket (errno set).
+    long drain_to(int to, std::size_t len);
+    // Reads `len` bytes that are in the pipe into a pool buffer (null on error).
+    BufferPool::Buffer* read_out(std::size_t len);
+    // Throws away what the pipe holds (a destination that failed).
+    void discard(std::size_t len);
+
+private:
+    int read_fd_ = -1;
+    int write_fd_ = -1;
+    std::size_t capacity_ = 0;
+    BufferPool& buffers_;
+};
+
+}  // namespace sy
