@@ -6,7 +6,9 @@
 #   bench/compare.sh --quick         1 repetition, 2 s per measurement (~3 min)
 #   options: --reps N --duration S --targets "switchyard nginx ..." --scenarios "http echo ..."
 #            --idle-tunnels N --no-install --no-build --no-report
-#   extra targets: switchyard-xff and switchyard-balanced (the same + balance: hash and admission
+#   extra targets: switchyard-copy (tunnel.splice: off), haproxy-splice-forced (HAProxy's
+#   splice-request + splice-response: splice for every transfer),
+#   switchyard-xff and switchyard-balanced (the same + balance: hash and admission
 #   limits on every upgrade: what they cost),
 #   switchyard-json (access log in JSON to a file), switchyard-base (the
 #   binary in $SWITCHYARD_BASE, e.g. an older commit built elsewhere, on the same config)
@@ -153,6 +155,12 @@ start_target() {  # sets PROXY_PID and TARGET_ADDR
       fi
       taskset -c $PROXY_CPU "$SWITCHYARD" --config "$WORK/switchyard.yaml" > "$WORK/switchyard.log" 2>&1 &
       ;;
+    switchyard-copy)
+      # tunnel.splice: off: every tunnel byte read into a pooled buffer and written from it.
+      render switchyard.yaml.in "$WORK/switchyard.yaml" ""
+      echo "tunnel: { splice: \"off\" }" >> "$WORK/switchyard.yaml"
+      taskset -c $PROXY_CPU "$SWITCHYARD" --config "$WORK/switchyard.yaml" > "$WORK/switchyard.log" 2>&1 &
+      ;;
     switchyard-json)
       render switchyard.yaml.in "$WORK/switchyard.yaml" ""
       sed -i "s#^access_log:.*#access_log: { path: $WORK/access.log, format: json }#" "$WORK/switchyard.yaml"
@@ -168,6 +176,12 @@ start_target() {  # sets PROXY_PID and TARGET_ADDR
       ;;
     haproxy-splice)
       render haproxy.cfg.in "$WORK/haproxy.cfg" "option splice-auto"
+      taskset -c $PROXY_CPU haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.log" 2>&1 &
+      ;;
+    haproxy-splice-forced)
+      # splice(2) for every transfer, small or large (HAProxy's option splice-request and
+      # splice-response, instead of splice-auto's heuristic).
+      render haproxy.cfg.in "$WORK/haproxy.cfg" "option splice-request\n  option splice-response"
       taskset -c $PROXY_CPU haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.log" 2>&1 &
       ;;
     *) echo "compare.sh: unknown target $t" >&2; exit 2 ;;

@@ -395,7 +395,12 @@ void ClientConn::on_timer(uv_timer_t* timer) {
 
 void ClientConn::begin_drain() {
     if (closing_ || tunnel_ != nullptr) return;  // tunnels run until the drain deadline
-    if (req_state_ == ReqState::idle && res_state_ == ResState::none) {
+    // Between exchanges, a keep-alive connection closes now, unless its next request is
+    // already here. A connection accepted moments before (its first request may be on
+    // the way: a binary upgrade's old process accepts until the new one holds the
+    // listeners) is served too. Either gets that one answer, then closes.
+    if (req_state_ == ReqState::idle && res_state_ == ResState::none && !first_request_ &&
+        !transport_->input_waiting()) {
         close();
         return;
     }

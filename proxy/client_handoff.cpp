@@ -96,6 +96,7 @@ void ClientConn::adopt_tunnel(MovingTunnel moving) {
     protocol_stats_ = &route_stats().protocol(r.protocol);
     // Open here from now on; tunnels_total counted it where it opened.
     g_stats.add(protocol_stats_->tunnels_active, 1);
+    g_stats.add(protocol_stats_->tunnels_adopted, 1);
     g_stats.add(up_->pool().tunnels_cell(server), 1);
     const std::uint64_t now = worker_.now_ms();
     switch_ms_ = now > r.age_ms ? now - r.age_ms : 0;

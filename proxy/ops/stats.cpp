@@ -58,6 +58,8 @@ void Stats::init(unsigned workers) {
             "Upgrade requests by route, protocol and outcome.");
     declare("switchyard_tunnels_active", MetricType::gauge, "Tunnels open, by route and protocol.");
     declare("switchyard_tunnels_total", MetricType::counter, "Tunnels opened, by route and protocol.");
+    declare("switchyard_tunnels_adopted_total", MetricType::counter,
+            "Tunnels this process took over from its predecessor (binary upgrade), by route and protocol.");
     declare("switchyard_tunnel_bytes_total", MetricType::counter,
             "Bytes carried by ended tunnels, by route, protocol and direction.");
     declare("switchyard_tunnel_duration_seconds", MetricType::histogram, "How long tunnels lasted.");
@@ -143,6 +145,7 @@ RouteStats Stats::route_stats(const std::string& name, const UpgradeConfig* upgr
         }
         p.tunnels_active = registry.series("switchyard_tunnels_active", base);
         p.tunnels_total = registry.series("switchyard_tunnels_total", base);
+        p.tunnels_adopted = registry.series("switchyard_tunnels_adopted_total", base);
         p.bytes_to_upstream = registry.series("switchyard_tunnel_bytes_total", with("direction", "client_to_upstream"));
         p.bytes_to_client = registry.series("switchyard_tunnel_bytes_total", with("direction", "upstream_to_client"));
         p.duration = registry.series("switchyard_tunnel_duration_seconds", base);
@@ -153,11 +156,14 @@ RouteStats Stats::route_stats(const std::string& name, const UpgradeConfig* upgr
             if (e == 0) p.closed = cell;
             closed.push_back(cell);
         }
-        // A (route, protocol) shows once an upgrade outcome was counted for it.
+        // A (route, protocol) shows once an upgrade outcome was counted for it, or a tunnel
+        // of it was taken over.
         std::vector<MetricCell> seen(outcomes.begin() + 1, outcomes.end());
+        seen.push_back(p.tunnels_adopted);
         for (MetricCell cell : outcomes) registry.show_when_any(cell, seen);
         registry.show_when_any(outcomes[0], {0});  // never: "none" is not an outcome
-        for (MetricCell cell : {p.tunnels_active, p.tunnels_total, p.bytes_to_upstream, p.bytes_to_client, p.duration}) {
+        for (MetricCell cell : {p.tunnels_active, p.tunnels_total, p.tunnels_adopted, p.bytes_to_upstream,
+                                p.bytes_to_client, p.duration}) {
             registry.show_when_any(cell, seen);
         }
         for (MetricCell cell : closed) registry.show_when_any(cell, seen);

@@ -31,6 +31,7 @@ struct ProtocolStats {
     MetricCell upgrades = 0;    // kUpgradeOutcomes cells, indexed by UpgradeOutcome
     MetricCell tunnels_active = 0;
     MetricCell tunnels_total = 0;
+    MetricCell tunnels_adopted = 0;  // taken over from the old process (binary upgrade)
     MetricCell bytes_to_upstream = 0;
     MetricCell bytes_to_client = 0;
     MetricCell duration = 0;    // histogram

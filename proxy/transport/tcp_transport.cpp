@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -50,6 +51,12 @@ int TcpTransport::detach_for_handoff(std::string* unwritten) {
 int TcpTransport::splice_fd() const {
     int fd = -1;
     return uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) == 0 ? fd : -1;
+}
+
+bool TcpTransport::input_waiting() const {
+    int waiting = 0;
+    const int fd = splice_fd();
+    return fd >= 0 && ::ioctl(fd, FIONREAD, &waiting) == 0 && waiting > 0;
 }
 
 void TcpTransport::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {

@@ -33,6 +33,7 @@ public:
     int detach_for_handoff(std::string* unwritten);
 
     int splice_fd() const override;
+    bool input_waiting() const override;
     bool start_reading() override;
     void stop_reading() override;
     using Transport::write;

@@ -26,6 +26,7 @@ public:
     // Takes `inner` (connected or accepted, nobody's user yet) and `ssl` (set up as server
     // or client; the BIOs are ours). The handshake starts at the first start_reading().
     TlsTransport(uv_loop_t* loop, TcpTransport* inner, SSL* ssl, BufferPool& buffers);
+    bool input_waiting() const override { return inner_->input_waiting(); }
 
     bool handshake_done() const { return !handshaking_; }
     // Ciphertext that arrived before this transport existed (behind a PROXY header),

@@ -66,6 +66,8 @@ public:
     // other; and, while reporting readable, a readable socket is announced with
     // on_transport_readable instead of being read.
     virtual int splice_fd() const { return -1; }
+    // Bytes from the peer wait in the kernel, not read yet.
+    virtual bool input_waiting() const = 0;
     void set_report_readable(bool on) { report_readable_ = on; }
 
     // Writes the pieces in order, as one write; what the peer does not take at once is

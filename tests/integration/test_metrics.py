@@ -34,6 +34,7 @@ FAMILIES = {
     "switchyard_upgrades_total": ("counter", {"route", "protocol", "outcome"}),
     "switchyard_tunnels_active": ("gauge", {"route", "protocol"}),
     "switchyard_tunnels_total": ("counter", {"route", "protocol"}),
+    "switchyard_tunnels_adopted_total": ("counter", {"route", "protocol"}),
     "switchyard_tunnel_bytes_total": ("counter", {"route", "protocol", "direction"}),
     "switchyard_tunnel_duration_seconds": ("histogram", {"route", "protocol"}),
     "switchyard_tunnels_closed_total": ("counter", {"route", "protocol", "reason"}),
