@@ -181,7 +181,8 @@ start_target() {  # sets PROXY_PID and TARGET_ADDR
     haproxy-splice-forced)
       # splice(2) for every transfer, small or large (HAProxy's option splice-request and
       # splice-response, instead of splice-auto's heuristic).
-      render haproxy.cfg.in "$WORK/haproxy.cfg" "option splice-request\n  option splice-response"
+      render haproxy.cfg.in "$WORK/haproxy.cfg" "option splice-request"
+      sed -i 's/^\([[:space:]]*\)option splice-request$/&\n\1option splice-response/' "$WORK/haproxy.cfg"
       taskset -c $PROXY_CPU haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.log" 2>&1 &
       ;;
     *) echo "compare.sh: unknown target $t" >&2; exit 2 ;;
