@@ -8,8 +8,15 @@
 
 namespace sy {
 
-SplicePipe::SplicePipe(BufferPool& buffers) : buffers_(buffers) {
-    const std::size_t capacity = buffers.size();
+void SplicePipe::reopen() {
+    if (read_fd_ >= 0) ::close(read_fd_);
+    if (write_fd_ >= 0) ::close(write_fd_);
+    read_fd_ = write_fd_ = -1;
+    open();
+}
+
+void SplicePipe::open() {
+    const std::size_t capacity = buffers_.size();
     int fds[2];
     if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return;
     read_fd_ = fds[0];
@@ -46,8 +53,9 @@ SplicePipe::Moved SplicePipe::fill(int from, std::size_t max, std::size_t* n) {
     }
 }
 
-long SplicePipe::drain_to(int to, std::size_t len) {
+std::size_t SplicePipe::drain_to(int to, std::size_t len, int* error) {
     std::size_t moved = 0;
+    *error = 0;
     while (moved < len) {
         const ssize_t r = ::splice(read_fd_, nullptr, to, nullptr, len - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (r > 0) {
@@ -55,10 +63,10 @@ long SplicePipe::drain_to(int to, std::size_t len) {
             continue;
         }
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && errno != EAGAIN) return -1;
-        break;  // the socket is full
+        if (r < 0 && errno != EAGAIN) *error = errno;
+        break;  // the socket is full, or the error
     }
-    return static_cast<long>(moved);
+    return moved;
 }
 
 BufferPool::Buffer* SplicePipe::read_out(std::size_t len) {
@@ -70,6 +78,7 @@ BufferPool::Buffer* SplicePipe::read_out(std::size_t len) {
             got += static_cast<std::size_t>(r);
         } else if (!(r < 0 && errno == EINTR)) {
             buffers_.give(b);
+            reopen();
             return nullptr;
         }
     }
@@ -80,7 +89,10 @@ void SplicePipe::discard(std::size_t len) {
     char sink[4096];
     while (len > 0) {
         const ssize_t r = ::read(read_fd_, sink, std::min(len, sizeof sink));
-        if (r <= 0 && !(r < 0 && errno == EINTR)) return;
+        if (r <= 0 && !(r < 0 && errno == EINTR)) {
+            reopen();
+            return;
+        }
         if (r > 0) len -= static_cast<std::size_t>(r);
     }
 }

@@ -1,5 +1,7 @@
 #include "proxy/tunnel.hpp"
 
+#include <cerrno>
+
 #include "proxy/log.hpp"
 
 namespace sy {
@@ -151,32 +153,40 @@ void Tunnel::on_transport_readable(Transport& t) {
     std::size_t n = 0;
     switch (splice_->fill(t.splice_fd(), buffer_, &n)) {
         case SplicePipe::Moved::some: break;
-        case SplicePipe::Moved::again: return;  // nothing after all
         case SplicePipe::Moved::eof:
+            // splice(2) also answers 0 when it stops at TCP urgent data with bytes after it
+            // (tcp_read_sock does not step over the mark): only an empty socket is an EOF.
+            if (t.input_waiting()) {
+                set_spliced(from, false);
+                return;
+            }
             t.stop_reading();
             on_eof(from);
             return;
-        case SplicePipe::Moved::unsupported: set_spliced(from, false); return;  // read again, by copy
-        case SplicePipe::Moved::error:
-            t.stop_reading();
-            end(reset_of(from));
+        case SplicePipe::Moved::again:        // nothing after all, or stopped at urgent data
+        case SplicePipe::Moved::unsupported:  // or any error: the copy path reads again and
+        case SplicePipe::Moved::error:        // finds what the socket has (a reset ends it)
+            set_spliced(from, false);
             return;
     }
     count(from, n);
-    const long out = splice_->drain_to(ends_[to]->splice_fd(), n);
-    if (out < 0) {
-        splice_->discard(n);
+    int error = 0;
+    const std::size_t out = splice_->drain_to(ends_[to]->splice_fd(), n, &error);
+    g_stats.add(g_stats.bytes_spliced, static_cast<std::int64_t>(out));
+    if (error == EPIPE || error == ECONNRESET || error == ETIMEDOUT) {
+        splice_->discard(n - out);
         end(reset_of(to));
         return;
     }
-    g_stats.add(g_stats.bytes_spliced, out);
-    if (static_cast<std::size_t>(out) < n) {
-        BufferPool::Buffer* rest = splice_->read_out(n - static_cast<std::size_t>(out));
+    if (out < n) {
+        // The destination is full (or refused splice for another reason, in which case the
+        // copy path's write meets the error, if it is one).
+        BufferPool::Buffer* rest = splice_->read_out(n - out);
         if (rest == nullptr) {
             end(TunnelEnd::error);
             return;
         }
-        switch (ends_[to]->write_buffer(rest, n - static_cast<std::size_t>(out))) {
+        switch (ends_[to]->write_buffer(rest, n - out)) {
             case Transport::Written::all: break;
             case Transport::Written::queued: t.stop_reading(); break;
             case Transport::Written::failed: end(reset_of(to)); return;

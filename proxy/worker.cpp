@@ -108,6 +108,9 @@ void Worker::run() {
     }
     start_health_checks();
     start_tunnel_sweep();
+    // The splice pipe is made now rather than at the first tunnel, so the process's
+    // descriptors do not change with traffic (an empty pipe holds no pages).
+    if (config().tunnel.splice) splice_pipe();
     uv_run(&loop_, UV_RUN_DEFAULT);
     loop_done_.store(true);
 }

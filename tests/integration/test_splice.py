@@ -103,6 +103,31 @@ class Splice(unittest.TestCase):
             self.assertGreater(px.metric(SPLICED), 0)
             finish(px)
 
+    def test_urgent_data_in_a_spliced_stream_neither_stalls_nor_cuts_it(self):
+        # splice(2) stops at TCP urgent data and does not step over it; the copy path's
+        # read does (without SO_OOBINLINE the urgent byte leaves the stream). The bytes
+        # after it, and the EOF after them, must still arrive.
+        first, second = os.urandom(MiB), os.urandom(MiB)
+        with ScriptedBackend(passive, keep_open=True) as be, splice_proxy(be) as px:
+            c, bc = open_ws_tunnel(self, px, be)
+            with c:
+                bc.sock.settimeout(20)
+                receiver = Receiver(bc.sock)
+                receiver.start()
+                c.sock.sendall(first)
+                wait_until(lambda: receiver.count >= len(first), 10)
+                c.sock.send(b"!", socket.MSG_OOB)
+                c.sock.sendall(second)
+                c.sock.shutdown(socket.SHUT_WR)
+                receiver.join(20)
+                self.assertFalse(receiver.is_alive(), f"stalled after {receiver.count} bytes")
+                self.assertIsNone(receiver.error)
+                self.assertEqual(receiver.sha.hexdigest(), hashlib.sha256(first + second).hexdigest())
+                self.assertTrue(receiver.eof)
+            bc.close()
+            self.assertGreater(px.metric(SPLICED), 0)
+            finish(px)
+
     def test_half_close_each_way_with_splice(self):
         size = 8 * MiB
         down, up = os.urandom(size), os.urandom(size)
