@@ -84,7 +84,8 @@ void ClientConn::count_tunnel_end(TunnelEnd how) {
     g_stats.add(p.bytes_to_client,
                 static_cast<std::int64_t>(tunnel_->bytes_from(TunnelBase::kUpstream) - handed_bytes_[TunnelBase::kUpstream]));
     g_stats.add(p.closed + static_cast<MetricCell>(how));
-    g_stats.registry.observe(p.duration, worker_.now_ms() - switch_ms_);
+    // A tunnel handed to the new process goes on there, which observes its whole duration.
+    if (how != TunnelEnd::handed_off) g_stats.registry.observe(p.duration, worker_.now_ms() - switch_ms_);
 }
 
 void ClientConn::tunnel_ended(TunnelEnd how) {

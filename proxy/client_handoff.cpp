@@ -51,6 +51,7 @@ bool ClientConn::hand_off(HandoffOutbox& outbox) {
 
 void ClientConn::adopt(Worker& worker, MovingTunnel moving) {
     auto* conn = new ClientConn(worker);  // owns itself, like an accepted one
+    g_stats.add(g_stats.connections_total, -1);  // accepted once, by the old process
     conn->adopt_tunnel(std::move(moving));
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "proxy/handoff/handoff.hpp"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
     if (const char* fd = std::getenv(sy::kHandoffFdVariable); fd != nullptr) {
         handoff_channel = std::atoi(fd);
         ::unsetenv(sy::kHandoffFdVariable);
+        if (handoff_channel >= 0) ::fcntl(handoff_channel, F_SETFD, FD_CLOEXEC);
     }
     std::string config_path;
     bool check_only = false;

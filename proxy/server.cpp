@@ -131,6 +131,8 @@ void Server::drain(int signum) {
     stopping_ = true;
     log_info("%s: draining", name);
     notify_stopping();
+    // Before the workers close the listening sockets the attempt would hand over.
+    if (sender_->busy() && !sender_->committed()) sender_->cancel(std::string(name) + " arrived");
     // Stopping while a predecessor still hands tunnels over: no more are taken (the
     // workers would otherwise wait for them).
     if (receiver_) receiver_->stop();
@@ -367,8 +369,20 @@ int Server::run() {
         return 1;
     }
     uv_loop_init(&loop_);
-    sender_ = std::make_unique<HandoffSender>(
-        &loop_, HandoffSender::Hooks{[this] { return listener_groups(); }, [this](int) { handoff_committed(); }});
+    HandoffSender::Hooks hooks;
+    hooks.listeners = [this] { return listener_groups(); };
+    hooks.committed = [this](int) { handoff_committed(); };
+    hooks.reclaim = [this] {
+        // The failed successor may have written the pid file and told systemd its pid.
+        std::string why;
+        if (!config().pid_file.empty() && !write_pid_file(config().pid_file, &why)) log_error("%s", why.c_str());
+        notify_ready(true);
+    };
+    hooks.keep = [this](MovingTunnel t) { adopt(std::move(t)); };
+    hooks.stop_handing_off = [this] {
+        for (auto& worker : workers_) worker->stop_handoff();
+    };
+    sender_ = std::make_unique<HandoffSender>(&loop_, std::move(hooks));
     std::vector<std::vector<ListenSocket>> fds;
     if (!open_listeners(&fds, &error)) {
         log_error("%s", error.c_str());

@@ -146,9 +146,8 @@ void UpstreamConn::on_transport_write_failed(Transport&, int status) {
 void UpstreamConn::on_transport_shutdown(Transport&, int) {}  // only a tunnel shuts down
 
 bool UpstreamConn::adopt(UpstreamEvents& events, int fd) {
-    if (!tcp_->open(fd)) return false;
-    events_ = &events;
-    return true;
+    events_ = &events;  // busy from here, so that a failure below closes it as busy
+    return tcp_->open(fd);
 }
 
 void UpstreamConn::enter_tunnel() {

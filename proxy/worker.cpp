@@ -353,6 +353,11 @@ void Worker::close_all() {
 
 void Worker::maybe_finish() {
     if (!draining_ || finished_ || !clients_.empty() || adoptions_pending_.load()) return;
+    {
+        // Tunnels posted and not adopted yet (their async may come after the drain's).
+        std::lock_guard<std::mutex> lock(adopt_mutex_);
+        if (!adopting_.empty()) return;
+    }
     finished_ = true;
     // Upstream connections released while draining were closed, not pooled. Closing our
     // own handles lets uv_run return once the last close callback ran.

@@ -76,6 +76,8 @@ public:
     // Thread-safe: continue a tunnel the old process handed over. False when the worker
     // has stopped (the tunnel is then dropped with `moving`).
     bool post_adopt(MovingTunnel&& moving);
+    // Thread-safe: the hand-off's channel broke; tunnels stay here from now on.
+    void stop_handoff() { outbox_.store(nullptr); }
     // Thread-safe: while tunnels may still come from an old process, a draining worker
     // does not finish (set before start(); cleared when the old process is gone).
     void set_adoptions_pending(bool pending);

@@ -90,12 +90,16 @@ bool HandoffSender::start() {
     ::close(fds[1]);
     if (r != 0) {
         ::close(fds[0]);
-        // uv_spawn leaves a handle to close even when it fails.
-        uv_close(reinterpret_cast<uv_handle_t*>(&process_), nullptr);
+        // uv_spawn leaves a handle to close even when it fails; idle again once it is.
+        state_ = State::failed;
+        uv_close(reinterpret_cast<uv_handle_t*>(&process_), [](uv_handle_t* h) {
+            static_cast<HandoffSender*>(h->data)->state_ = State::idle;
+        });
         log_error("hand-off failed: cannot start %s: %s; still serving", image.executable.c_str(), uv_strerror(r));
         return false;
     }
     process_open_ = true;
+    process_exited_ = false;
     channel_ = fds[0];
     uv_poll_init(loop_, &poll_, channel_);
     poll_.data = this;
@@ -110,6 +114,7 @@ bool HandoffSender::start() {
 
 void HandoffSender::on_exit(uv_process_t* process, std::int64_t status, int signal) {
     auto* self = static_cast<HandoffSender*>(process->data);
+    self->process_exited_ = true;
     if (self->state_ == State::spawned || self->state_ == State::listeners_sent) {
         self->fail(signal != 0 ? "the new process was killed by signal " + std::to_string(signal)
                                : "the new process exited with status " + std::to_string(status));
@@ -147,8 +152,7 @@ void HandoffSender::read_message() {
     }
     if (r != Received::message) {
         if (state_ == State::committed) {
-            log_error("hand-off: the new process closed the channel; tunnels not handed over yet stay here");
-            close_channel();
+            channel_broken("the new process closed the channel");
         } else {
             fail(r == Received::closed ? "the new process closed the hand-off channel" : error);
         }
@@ -178,9 +182,14 @@ void HandoffSender::read_message() {
 void HandoffSender::send_listeners() {
     std::string error;
     for (const auto& [key, fds] : hooks_.listeners()) {
-        if (!send_handoff_message(channel_, encode_listener(key), fds, &error)) {
-            fail(error);
-            return;
+        // A group larger than one message carries goes in several under the same key.
+        for (std::size_t at = 0; at < fds.size(); at += kMaxHandoffFds) {
+            const std::vector<int> part(fds.begin() + static_cast<long>(at),
+                                        fds.begin() + static_cast<long>(std::min(fds.size(), at + kMaxHandoffFds)));
+            if (!send_handoff_message(channel_, encode_listener(key), part, &error)) {
+                fail(error);
+                return;
+            }
         }
     }
     if (!send_handoff_message(channel_, encode_listeners_done(), {}, &error)) {
@@ -190,14 +199,26 @@ void HandoffSender::send_listeners() {
     state_ = State::listeners_sent;
 }
 
-void HandoffSender::fail(const std::string& why) {
+void HandoffSender::fail(const std::string& why, const char* outcome) {
     if (state_ != State::spawned && state_ != State::listeners_sent) return;
-    log_error("hand-off failed: %s; still serving", why.c_str());
+    log_error("hand-off failed: %s; %s", why.c_str(), outcome);
+    const bool had_listeners = state_ == State::listeners_sent;
     uv_timer_stop(&timer_);
     close_channel();
     // Idle again once the child is reaped (on_exit closes its handle).
     state_ = process_open_ ? State::failed : State::idle;
-    if (process_open_) uv_process_kill(&process_, SIGKILL);
+    if (process_open_ && !process_exited_) uv_process_kill(&process_, SIGKILL);
+    if (had_listeners && hooks_.reclaim) hooks_.reclaim();
+}
+
+void HandoffSender::cancel(const std::string& why) { fail(why, "not handing over"); }
+
+// After the commit: the tunnels still to go stay here, and the workers keep the rest.
+void HandoffSender::channel_broken(const std::string& why) {
+    log_error("hand-off: %s; the tunnels not handed over yet stay in this process", why.c_str());
+    close_channel();
+    if (hooks_.stop_handing_off) hooks_.stop_handing_off();
+    send_queued();
 }
 
 void HandoffSender::close_channel() {
@@ -229,19 +250,30 @@ void HandoffSender::send_queued() {
         queue.swap(queue_);
     }
     for (MovingTunnel& tunnel : queue) {
-        if (channel_ < 0) {
-            log_error("hand-off: no channel to the new process; a tunnel is lost");
-            continue;  // its sockets close with it
+        if (channel_ >= 0 && send_tunnel(tunnel)) {
+            ++tunnels_sent_;
+        } else if (tunnel.client_fd >= 0) {
+            hooks_.keep(std::move(tunnel));
         }
-        if (send_tunnel(tunnel)) ++tunnels_sent_;
     }
 }
 
 // The record with both sockets, then the queued bytes toward the client, then those toward
 // the upstream, in chunks.
+// False with the tunnel untouched when it could not go (the caller keeps it here); once its
+// record is sent it belongs to the successor (its descriptors are closed here after).
 bool HandoffSender::send_tunnel(MovingTunnel& tunnel) {
     std::string error;
-    bool ok = send_handoff_message(channel_, encode_tunnel(tunnel.record), {tunnel.client_fd, tunnel.upstream_fd}, &error);
+    const std::string record = encode_tunnel(tunnel.record);
+    if (record.size() > kMaxHandoffMessage) {
+        log_error("hand-off: a tunnel's labels are too long to send; it stays here");
+        return false;
+    }
+    if (!send_handoff_message(channel_, record, {tunnel.client_fd, tunnel.upstream_fd}, &error)) {
+        channel_broken(error);
+        return false;
+    }
+    bool ok = true;
     for (const HandedSide& side : tunnel.record.sides) {
         const std::string& bytes = side.unwritten;
         for (std::size_t at = 0; ok && at < bytes.size(); at += kHandoffChunk) {
@@ -250,17 +282,20 @@ bool HandoffSender::send_tunnel(MovingTunnel& tunnel) {
         }
     }
     if (!ok) {
-        log_error("hand-off: %s; closing the channel", error.c_str());
-        close_channel();
+        // The successor has the sockets but not all of the bytes: the tunnel cannot go on
+        // anywhere without them.
+        log_error("hand-off: %s; a tunnel's queued bytes did not all go (it is closed)", error.c_str());
+        tunnel.close_fds();
+        channel_broken(error);
     }
-    return ok;
+    return true;
 }
 
 void HandoffSender::finish() {
     send_queued();
     if (tunnels_sent_ > 0) log_info("hand-off: %zu tunnels went to the new process", tunnels_sent_);
     close_channel();
-    if (process_open_) uv_process_kill(&process_, SIGKILL);  // an attempt under way at exit
+    if (process_open_ && !process_exited_) uv_process_kill(&process_, SIGKILL);  // an attempt under way at exit
     if (handles_open_) {
         handles_open_ = false;
         uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);

@@ -51,6 +51,14 @@ public:
         std::function<ListenerGroups()> listeners;
         // The successor listens: stop accepting, hand the tunnels to this outbox, drain.
         std::function<void(int pid)> committed;
+        // The attempt failed after the successor had the listening sockets (it may have
+        // written the pid file and told systemd MAINPID=): claim them back.
+        std::function<void()> reclaim;
+        // A tunnel that cannot go (the channel broke after the commit, or its record is too
+        // large): it continues here, in one of this process's workers.
+        std::function<void(MovingTunnel)> keep;
+        // The channel broke after the commit: no more tunnels are to be handed over.
+        std::function<void()> stop_handing_off;
     };
     HandoffSender(uv_loop_t* loop, Hooks hooks);
     ~HandoffSender() override;
@@ -58,6 +66,8 @@ public:
     // Starts the successor. False (logged) when an attempt is under way or it could not
     // be started.
     bool start();
+    // SIGTERM/SIGINT during an attempt that has not committed: it is given up.
+    void cancel(const std::string& why);
     bool busy() const { return state_ != State::idle; }
     bool committed() const { return state_ == State::committed; }
 
@@ -73,7 +83,8 @@ private:
     static void on_timeout(uv_timer_t* timer);
     static void on_outbox(uv_async_t* async);
     void read_message();
-    void fail(const std::string& why);
+    void fail(const std::string& why, const char* outcome = "still serving");
+    void channel_broken(const std::string& why);
     void send_listeners();
     void send_queued();
     bool send_tunnel(MovingTunnel& tunnel);
@@ -84,7 +95,8 @@ private:
     State state_ = State::idle;
     int channel_ = -1;
     uv_process_t process_{};
-    bool process_open_ = false;
+    bool process_open_ = false;    // the handle (closed in its exit callback, or at commit)
+    bool process_exited_ = false;  // reaped: never signalled again
     uv_poll_t poll_{};
     bool poll_open_ = false;
     uv_timer_t timer_{};

@@ -2,11 +2,16 @@
 // SOCK_SEQPACKET Unix socket keeps each message whole and its SCM_RIGHTS with it.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace sy {
+
+// The most descriptors, and bytes, one message carries.
+inline constexpr std::size_t kMaxHandoffFds = 64;
+inline constexpr std::size_t kMaxHandoffMessage = 64 * 1024 + 4096;
 
 // A connected pair (close-on-exec both), or false with `error`.
 bool handoff_socketpair(int fds[2], std::string* error);
