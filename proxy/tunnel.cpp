@@ -153,19 +153,12 @@ void Tunnel::on_transport_readable(Transport& t) {
     std::size_t n = 0;
     switch (splice_->fill(t.splice_fd(), buffer_, &n)) {
         case SplicePipe::Moved::some: break;
-        case SplicePipe::Moved::eof:
-            // splice(2) also answers 0 when it stops at TCP urgent data with bytes after it
-            // (tcp_read_sock does not step over the mark): only an empty socket is an EOF.
-            if (t.input_waiting()) {
-                set_spliced(from, false);
-                return;
-            }
-            t.stop_reading();
-            on_eof(from);
-            return;
-        case SplicePipe::Moved::again:        // nothing after all, or stopped at urgent data
-        case SplicePipe::Moved::unsupported:  // or any error: the copy path reads again and
-        case SplicePipe::Moved::error:        // finds what the socket has (a reset ends it)
+        case SplicePipe::Moved::eof:          // splice(2) also answers 0 when it stops at TCP
+        case SplicePipe::Moved::again:        // urgent data after the peer's FIN, and EAGAIN
+        case SplicePipe::Moved::unsupported:  // at the mark before it (tcp_read_sock never
+        case SplicePipe::Moved::error:        // steps over the mark; FIONREAD counts only up
+            // to it). So whatever is not a move goes back to the copy path, whose read steps
+            // over the mark and tells an EOF or an error for sure (once per direction at EOF).
             set_spliced(from, false);
             return;
     }

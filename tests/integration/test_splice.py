@@ -122,6 +122,7 @@ class Splice(unittest.TestCase):
                 receiver.join(20)
                 self.assertFalse(receiver.is_alive(), f"stalled after {receiver.count} bytes")
                 self.assertIsNone(receiver.error)
+                self.assertEqual(receiver.count, len(first) + len(second))
                 self.assertEqual(receiver.sha.hexdigest(), hashlib.sha256(first + second).hexdigest())
                 self.assertTrue(receiver.eof)
             bc.close()
