@@ -235,10 +235,12 @@ measure() {  # measure SCENARIO TARGET REP
     idle)
       local f=$WORK/idle.out
       : > "$f"
-      load idle --target "$TARGET_ADDR" --tunnels "$IDLE_TUNNELS" --concurrency 256 --hold 4 --label "$t" > "$f" &
+      load idle --target "$TARGET_ADDR" --tunnels "$IDLE_TUNNELS" --concurrency 256 --hold 9 --label "$t" > "$f" &
       local lp=$!
       for _ in $(seq 1 1200); do grep -q '"ready"' "$f" && break; kill -0 $lp 2>/dev/null || break; sleep 0.1; done
-      sleep 0.5
+      # Idle tunnels, sampled once they have been idle for 5 s (Switchyard puts a tunnel
+      # quiet for 3 s to sleep: docs/architecture.md, "Idle tunnels").
+      sleep 5
       if [[ -n $PROXY_PID ]]; then
         r1=$(rss_kb "$PROXY_PID")
         extra=",\"rss0_kb\":$r0,\"rss1_kb\":$r1,\"proxy_fds\":$(ls /proc/"$PROXY_PID"/fd 2>/dev/null | wc -l)"

@@ -42,6 +42,7 @@ namespace sy {
 
 class HandoffOutbox;
 struct MovingTunnel;
+struct SleepingTunnel;
 class UpstreamPool;
 
 class ClientConn final : private HttpParser::Handler,
@@ -69,6 +70,15 @@ public:
     // tunnel handed over by the old process.
     bool hand_off(HandoffOutbox& outbox);
     static void adopt(Worker& worker, MovingTunnel moving);
+    // Idle tunnels (client_sleep.cpp, proxy/hibernation.hpp). fall_asleep: a raw tunnel
+    // over plain TCP idle for Hibernation::kSleepAfter, with nothing queued and neither
+    // direction ended, as a SleepingTunnel holding duplicates of its sockets (null
+    // otherwise; nothing changes here). sleep_closed: once it sleeps, this connection
+    // gives it its places in the shared counts and closes without a trace. wake: a new
+    // connection around a sleeping tunnel's sockets.
+    std::unique_ptr<SleepingTunnel> fall_asleep(std::uint64_t now);
+    void sleep_closed(SleepingTunnel& asleep);
+    static void wake(Worker& worker, std::unique_ptr<SleepingTunnel> tunnel);
     // Closes both sides now. Safe to call twice; the object deletes itself once every
     // handle is closed.
     void close();
@@ -174,6 +184,8 @@ private:
     // then a WsTunnel between the client's frames and the upstream's bytes.
     void start_terminated();
     void adopt_tunnel(MovingTunnel moving);
+    void wake_tunnel(std::unique_ptr<SleepingTunnel> tunnel);
+    Tunnel* continue_tunnel();
     // The worker's splice(2) pipe for a tunnel over plain TCP both ways with
     // tunnel.splice: auto; null otherwise.
     SplicePipe* splice_pipe();
@@ -295,6 +307,7 @@ private:
     bool closing_after_flush_ = false;
     bool lingering_ = false;
     bool closing_ = false;
+    bool asleep_ = false;  // its tunnel went to sleep: the close counts and logs nothing
 };
 
 std::string_view ClientConn::unparsed() const {

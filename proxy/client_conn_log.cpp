@@ -89,6 +89,10 @@ void ClientConn::count_tunnel_end(TunnelEnd how) {
 }
 
 void ClientConn::tunnel_ended(TunnelEnd how) {
+    if (asleep_) {  // the tunnel goes on, asleep (client_sleep.cpp)
+        close();
+        return;
+    }
     count_tunnel_end(how);
     // Every byte toward the client since the 101 was counted by the tunnel.
     AccessLog& log = worker_.access_log();

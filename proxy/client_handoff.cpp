@@ -55,6 +55,23 @@ void ClientConn::adopt(Worker& worker, MovingTunnel moving) {
     conn->adopt_tunnel(std::move(moving));
 }
 
+// Both transports are open and the accounting is done: the connection becomes a tunnel's
+// owner, holding nothing an HTTP exchange needs. The caller sets the labels and resumes it.
+Tunnel* ClientConn::continue_tunnel() {
+    set_req_state(ReqState::tunnel);
+    set_res_state(ResState::tunnel);
+    auto tunnel = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
+                                           up_->transport(), config().tunnel.buffer, splice_pipe());
+    Tunnel* pump = tunnel.get();
+    tunnel_ = std::move(tunnel);
+    close_and_free(timer_);
+    close_and_free(up_timer_);
+    up_->enter_tunnel();
+    http_.reset();
+    transport_->drop_cork_buffer();
+    return pump;
+}
+
 void ClientConn::adopt_tunnel(MovingTunnel moving) {
     HandedTunnel& r = moving.record;
     const Config& config = this->config();
@@ -105,18 +122,8 @@ void ClientConn::adopt_tunnel(MovingTunnel moving) {
     handed_bytes_ = r.bytes;
     first_request_ = false;
 
-    set_req_state(ReqState::tunnel);
-    set_res_state(ResState::tunnel);
-    auto tunnel = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
-                                           up_->transport(), config.tunnel.buffer, splice_pipe());
-    tunnel->set_labels(r.protocol, r.method, r.target, r.client);
-    Tunnel* pump = tunnel.get();
-    tunnel_ = std::move(tunnel);
-    close_and_free(timer_);
-    close_and_free(up_timer_);
-    up_->enter_tunnel();
-    http_.reset();
-    transport_->drop_cork_buffer();
+    Tunnel* pump = continue_tunnel();
+    pump->set_labels(r.protocol, r.method, r.target, r.client);
 
     Tunnel::State state;
     state.bytes = r.bytes;

@@ -70,6 +70,9 @@ public:
     std::string_view method() const { return label(1); }
     std::string_view target() const { return label(2); }
     std::string_view client() const { return label(3); }
+    // The four labels as one block, for a tunnel that sleeps (proxy/hibernation.hpp).
+    const std::string& labels_block() const { return labels_; }
+    void set_labels_block(std::string block) { labels_ = std::move(block); }
 
 protected:
     TunnelBase(TunnelOwner& owner, uv_loop_t* loop, Transport& client_end, Transport& upstream_end);

@@ -84,6 +84,16 @@ public:
     // A binary upgrade: a connected socket to `server`, handed over by the old process,
     // becomes a busy connection for `events`. Null when `fd` cannot be used (left open).
     UpstreamConn* adopt(std::size_t server, UpstreamEvents& events, int fd);
+    // A tunnel to `server` sleeps (proxy/hibernation.hpp) without a connection object: it
+    // still counts as a busy, open connection of the server.
+    void hold_busy(std::size_t server) {
+        slots_[server].busy++;
+        slots_[server].open++;
+    }
+    void release_busy(std::size_t server) {
+        slots_[server].busy--;
+        slots_[server].open--;
+    }
     // The slot of the server configured as `name` ("127.0.0.1:9001"), or npos.
     std::size_t find_server(std::string_view name) const;
 

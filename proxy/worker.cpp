@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include "proxy/client_conn.hpp"
+#include "proxy/free_memory.hpp"
 #include "proxy/handoff/handoff_queue.hpp"
+#include "proxy/hibernation.hpp"
 #include "proxy/health_check.hpp"
 #include "proxy/log.hpp"
 #include "proxy/ops/stats.hpp"
@@ -28,6 +30,8 @@ Worker::Worker(SnapshotPtr snapshot, unsigned id, std::vector<ListenSocket> list
     adopt_async_.data = this;
     uv_timer_init(&loop_, &handoff_timer_);
     handoff_timer_.data = this;
+    hibernation_ = std::make_unique<Hibernation>(
+        &loop_, [this](std::unique_ptr<SleepingTunnel> t) { ClientConn::wake(*this, std::move(t)); });
     uv_timer_init(&loop_, &drain_timer_);
     drain_timer_.data = this;
     uv_timer_init(&loop_, &tunnel_sweep_);
@@ -228,7 +232,7 @@ void Worker::on_connection(uv_stream_t* server, int status) {
         proxy_protocol = snapshot.config.listen[listener->index].proxy_protocol;
     }
     conn->accept(server, tls, proxy_protocol);
-    if (self.clients_.size() > self.config().limits.max_connections) {
+    if (self.clients_.size() + self.hibernation_->size() > self.config().limits.max_connections) {
         // Over limits.max_connections: accepted (so the kernel queue does not fill) and
         // closed at once.
         g_stats.add(g_stats.connections_refused);
@@ -263,9 +267,36 @@ void Worker::remove_client(ClientConn* conn) {
 void Worker::on_tunnel_sweep(uv_timer_t* timer) {
     auto* self = static_cast<Worker*>(timer->data);
     std::uint64_t now = self->now_ms();
+    if (self->give_back_pending_) {
+        self->give_back_pending_ = false;
+        give_back_free_memory();
+    }
+    // Sleeping tunnels past their tunnel_idle wake, to be ended below like the others.
+    self->hibernation_->wake_if([now](const SleepingTunnel& t) {
+        return now - t.last_activity_ms >= static_cast<std::uint64_t>(t.gen->config().timeouts.tunnel_idle.count());
+    });
     // Ending a tunnel only starts closing its connection; clients_ changes in the close
     // callback, after this loop, so no copy of the list is needed.
     for (ClientConn* conn : self->clients_) conn->check_tunnel_idle(now);
+    if (!self->draining_) self->put_idle_tunnels_to_sleep(now);
+}
+
+void Worker::put_idle_tunnels_to_sleep(std::uint64_t now) {
+    if (!hibernation_->ok()) return;
+    std::size_t slept = 0;
+    for (ClientConn* conn : clients_) {
+        std::unique_ptr<SleepingTunnel> asleep = conn->fall_asleep(now);
+        if (!asleep) continue;
+        SleepingTunnel* raw = asleep.get();
+        // No event on its sockets can be handled before this callback returns.
+        if (hibernation_->put(asleep)) {
+            conn->sleep_closed(*raw);
+            ++slept;
+        }
+    }
+    // Many connection objects are freed (in their close callbacks, after this): at the next
+    // sweep, what the allocator keeps of them goes back to the system.
+    if (slept >= 64) give_back_pending_ = true;
 }
 
 void Worker::on_drain_async(uv_async_t* async) {
@@ -327,6 +358,7 @@ void Worker::on_adopt_async(uv_async_t* async) {
 void Worker::begin_drain() {
     if (draining_) return;
     draining_ = true;
+    hibernation_->wake_all();  // a drain and a hand-off deal with connections
     for (auto& listener : listeners_) close_listener(std::move(listener));
     listeners_.clear();
     for (auto& pool : current_->pools) pool->close_idle();
@@ -347,12 +379,13 @@ void Worker::on_drain_deadline(uv_timer_t* timer) {
 
 void Worker::close_all() {
     if (finished_) return;
+    hibernation_->wake_all();
     std::vector<ClientConn*> clients = clients_;
     for (ClientConn* conn : clients) conn->close();
 }
 
 void Worker::maybe_finish() {
-    if (!draining_ || finished_ || !clients_.empty() || adoptions_pending_.load()) return;
+    if (!draining_ || finished_ || !clients_.empty() || adoptions_pending_.load() || hibernation_->size() > 0) return;
     {
         // Tunnels posted and not adopted yet (their async may come after the drain's).
         std::lock_guard<std::mutex> lock(adopt_mutex_);
@@ -370,6 +403,7 @@ void Worker::maybe_finish() {
         adopting_.clear();  // closes their sockets
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&adopt_async_), nullptr);
+    hibernation_->close();
     uv_close(reinterpret_cast<uv_handle_t*>(&handoff_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&tunnel_sweep_), nullptr);

@@ -27,6 +27,7 @@ namespace sy {
 class AccessLog;
 class ClientConn;
 class HandoffOutbox;
+class Hibernation;
 class SplicePipe;
 struct MovingTunnel;
 class HealthChecker;
@@ -132,6 +133,7 @@ private:
     static void on_handoff_timer(uv_timer_t* timer);
     void hand_off_tunnels();
     void close_all();
+    void put_idle_tunnels_to_sleep(std::uint64_t now);
     void run();
     void begin_drain();
     void maybe_finish();
@@ -158,6 +160,8 @@ private:
     std::vector<ClientConn*> clients_;
     BufferPool io_buffers_;
     std::unique_ptr<SplicePipe> splice_pipe_;
+    std::unique_ptr<Hibernation> hibernation_;  // idle tunnels asleep
+    bool give_back_pending_ = false;  // many fell asleep: return freed memory at the next sweep
     bool splice_failed_ = false;
     std::thread thread_;
     std::mutex pending_mutex_;

@@ -76,6 +76,7 @@ struct Stats {
     MetricCell bytes_from_clients = 0;
     MetricCell bytes_to_clients = 0;
     MetricCell bytes_spliced = 0;  // tunnel bytes moved by splice(2)
+    MetricCell tunnels_sleeping = 0;  // idle tunnels asleep (proxy/hibernation.hpp)
     MetricCell reloads_ok = 0;
     MetricCell reloads_failed = 0;
     MetricCell last_reload_success = 0;
