@@ -53,6 +53,7 @@ void ClientConn::sleep_closed(SleepingTunnel& asleep) {
     g_stats.add(g_stats.connections_active, 1);           // ~ClientConn takes 1
     g_stats.add(g_stats.upstream_connections_active, 1);  // UpstreamConn::close takes 1
     up_->pool().hold_busy(up_->server());                  // ... and the slot's busy count
+    worker_.remove_client(this);  // now, not at the close callback: max_connections counts it asleep
     close();
 }
 

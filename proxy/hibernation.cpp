@@ -19,11 +19,18 @@ SleepingTunnel::~SleepingTunnel() {
 Hibernation::Hibernation(uv_loop_t* loop, Wake wake) : wake_(std::move(wake)) {
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) return;
-    uv_poll_init(loop, &poll_, epoll_fd_);
+    if (uv_poll_init(loop, &poll_, epoll_fd_) != 0) {
+        ::close(epoll_fd_);
+        epoll_fd_ = -1;
+        return;
+    }
     poll_.data = this;
-    uv_poll_start(&poll_, UV_READABLE, &Hibernation::on_events);
+    polling_ = true;  // the handle exists: close() closes it
+    if (uv_poll_start(&poll_, UV_READABLE, &Hibernation::on_events) != 0) {
+        broken_ = true;
+        return;
+    }
     uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));  // it alone keeps no loop running
-    polling_ = true;
 }
 
 Hibernation::~Hibernation() {
@@ -44,7 +51,7 @@ void Hibernation::close() {
 }
 
 bool Hibernation::put(std::unique_ptr<SleepingTunnel>& tunnel) {
-    if (!polling_) return false;
+    if (!polling_ || broken_) return false;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;  // errors and hang-ups are always reported
     ev.data.ptr = tunnel.get();
@@ -71,7 +78,14 @@ std::unique_ptr<SleepingTunnel> Hibernation::take(SleepingTunnel* tunnel) {
 
 void Hibernation::on_events(uv_poll_t* poll, int status, int) {
     auto* self = static_cast<Hibernation*>(poll->data);
-    if (status < 0) return;
+    if (status < 0) {
+        // libuv stopped watching: nothing could wake a sleeper any more. All wake now and
+        // none sleeps from here on.
+        log_error("idle tunnels: the watcher failed (%s); tunnels stay awake", uv_strerror(status));
+        self->broken_ = true;
+        self->wake_all();
+        return;
+    }
     epoll_event events[128];
     const int n = ::epoll_wait(self->epoll_fd_, events, 128, 0);
     if (n <= 0) return;
@@ -82,7 +96,13 @@ void Hibernation::on_events(uv_poll_t* poll, int status, int) {
     for (int i = 0; i < n; ++i) ready.push_back(static_cast<SleepingTunnel*>(events[i].data.ptr));
     std::sort(ready.begin(), ready.end());
     ready.erase(std::unique(ready.begin(), ready.end()), ready.end());
-    for (SleepingTunnel* t : ready) self->wake_(self->take(t));
+    // An event is a byte, an EOF or an error: activity now (the sweep must not end the tunnel
+    // as idle before its first read, nor put it straight back to sleep).
+    const std::uint64_t now = uv_now(poll->loop);
+    for (SleepingTunnel* t : ready) {
+        t->last_activity_ms = now;
+        self->wake_(self->take(t));
+    }
 }
 
 void Hibernation::wake_all() {

@@ -61,7 +61,7 @@ public:
     Hibernation& operator=(const Hibernation&) = delete;
 
     // False when the worker's epoll set could not be made (tunnels then stay awake).
-    bool ok() const { return epoll_fd_ >= 0; }
+    bool ok() const { return epoll_fd_ >= 0 && !broken_; }
     // Puts a tunnel to sleep; false (the tunnel given back in `tunnel`) if its sockets
     // cannot be watched.
     bool put(std::unique_ptr<SleepingTunnel>& tunnel);
@@ -81,6 +81,7 @@ private:
     int epoll_fd_ = -1;
     uv_poll_t poll_{};
     bool polling_ = false;
+    bool broken_ = false;  // the watcher failed: nothing sleeps
     std::vector<SleepingTunnel*> sleeping_;  // owned
 };
 

@@ -267,8 +267,13 @@ void Worker::remove_client(ClientConn* conn) {
 void Worker::on_tunnel_sweep(uv_timer_t* timer) {
     auto* self = static_cast<Worker*>(timer->data);
     std::uint64_t now = self->now_ms();
-    if (self->give_back_pending_) {
+    // Memory freed by tunnels falling asleep goes back to the system when their number grew
+    // by many since the last time, at most once every 30 s (heartbeating tunnels that wake
+    // and sleep again would otherwise make it a habit).
+    if (self->give_back_pending_ && now - self->gave_back_ms_ >= 30'000) {
         self->give_back_pending_ = false;
+        self->gave_back_ms_ = now;
+        self->sleeping_at_give_back_ = self->hibernation_->size();
         give_back_free_memory();
     }
     // Sleeping tunnels past their tunnel_idle wake, to be ended below like the others.
@@ -284,7 +289,9 @@ void Worker::on_tunnel_sweep(uv_timer_t* timer) {
 void Worker::put_idle_tunnels_to_sleep(std::uint64_t now) {
     if (!hibernation_->ok()) return;
     std::size_t slept = 0;
-    for (ClientConn* conn : clients_) {
+    // A connection whose tunnel falls asleep leaves clients_ at once: iterate over a copy.
+    const std::vector<ClientConn*> clients = clients_;
+    for (ClientConn* conn : clients) {
         std::unique_ptr<SleepingTunnel> asleep = conn->fall_asleep(now);
         if (!asleep) continue;
         SleepingTunnel* raw = asleep.get();
@@ -296,7 +303,7 @@ void Worker::put_idle_tunnels_to_sleep(std::uint64_t now) {
     }
     // Many connection objects are freed (in their close callbacks, after this): at the next
     // sweep, what the allocator keeps of them goes back to the system.
-    if (slept >= 64) give_back_pending_ = true;
+    if (slept > 0 && hibernation_->size() >= sleeping_at_give_back_ + 64) give_back_pending_ = true;
 }
 
 void Worker::on_drain_async(uv_async_t* async) {

@@ -40,6 +40,8 @@ class Sleep(unittest.TestCase):
             # Asleep, they are still open tunnels and connections.
             self.assertEqual(px.metric("switchyard_tunnels_active"), 6)
             self.assertEqual(px.metric("switchyard_connections_active"), 6)
+            self.assertEqual(px.metric("switchyard_upstream_tunnels_active"), 6)
+            self.assertEqual(px.metric("switchyard_upstream_connections_active"), 6)
             for i, (c, bc) in enumerate(pairs):
                 big = os.urandom(300_000 + i)
                 if i % 2:
