@@ -268,11 +268,11 @@ void Worker::on_tunnel_sweep(uv_timer_t* timer) {
     auto* self = static_cast<Worker*>(timer->data);
     std::uint64_t now = self->now_ms();
     // Memory freed by tunnels falling asleep goes back to the system when their number grew
-    // by many since the last time, at most once every 30 s (heartbeating tunnels that wake
-    // and sleep again would otherwise make it a habit).
-    if (self->give_back_pending_ && now - self->gave_back_ms_ >= 30'000) {
+    // by 64 or more since the last time (counted from the lowest number since): tunnels
+    // that heartbeat, waking and sleeping again, leave the number flat and cause none.
+    self->sleeping_at_give_back_ = std::min(self->sleeping_at_give_back_, self->hibernation_->size());
+    if (self->give_back_pending_) {
         self->give_back_pending_ = false;
-        self->gave_back_ms_ = now;
         self->sleeping_at_give_back_ = self->hibernation_->size();
         give_back_free_memory();
     }

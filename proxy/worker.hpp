@@ -161,8 +161,7 @@ private:
     BufferPool io_buffers_;
     std::unique_ptr<SplicePipe> splice_pipe_;
     std::unique_ptr<Hibernation> hibernation_;  // idle tunnels asleep
-    bool give_back_pending_ = false;  // many fell asleep: return freed memory at a sweep
-    std::uint64_t gave_back_ms_ = 0;
+    bool give_back_pending_ = false;  // many fell asleep: return freed memory at the next sweep
     std::size_t sleeping_at_give_back_ = 0;
     bool splice_failed_ = false;
     std::thread thread_;

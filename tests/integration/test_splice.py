@@ -213,13 +213,15 @@ class Splice(unittest.TestCase):
                     bc.close()
                 wait_until(lambda: px.metric("switchyard_tunnels_active") == 0, 10)
 
-            one_round(1)  # the worker's pipe exists from the first spliced tunnel on
+            one_round(1)
             wait_until(lambda: px.metric("switchyard_connections_active") == 0, 10)
-            base = fd_count(pid)
+            # The admin connection that answered the metrics may still be closing: the
+            # baseline is the lowest count seen over a moment.
+            base = min(fd_count(pid) for _ in range(10) if time.sleep(0.02) is None)
             one_round(50)
             wait_until(lambda: px.metric("switchyard_connections_active") == 0, 10)
-            wait_until(lambda: fd_count(pid) == base, 10)
-            self.assertEqual(fd_count(pid), base)
+            wait_until(lambda: fd_count(pid) <= base, 10)
+            self.assertLessEqual(fd_count(pid), base)
             self.assertGreater(px.metric(SPLICED), 50 * MiB * 0.8)
             finish(px)
 
