@@ -37,19 +37,13 @@ SplicePipe::~SplicePipe() {
     if (write_fd_ >= 0) ::close(write_fd_);
 }
 
-SplicePipe::Moved SplicePipe::fill(int from, std::size_t max, std::size_t* n) {
-    *n = 0;
+std::size_t SplicePipe::fill(int from, std::size_t max) {
     for (;;) {
         const ssize_t r = ::splice(from, nullptr, write_fd_, nullptr, std::min(max, capacity_),
                                    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (r > 0) {
-            *n = static_cast<std::size_t>(r);
-            return Moved::some;
-        }
-        if (r == 0) return Moved::eof;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN) return Moved::again;
-        return errno == EINVAL || errno == ENOSYS ? Moved::unsupported : Moved::error;
+        if (r > 0) return static_cast<std::size_t>(r);
+        if (r < 0 && errno == EINTR) continue;
+        return 0;
     }
 }
 

@@ -25,9 +25,10 @@ public:
     bool ok() const { return read_fd_ >= 0; }
     std::size_t capacity() const { return capacity_; }
 
-    enum class Moved { some, eof, again, unsupported, error };
-    // Moves up to `max` bytes from socket `from` into the pipe; *n says how many.
-    Moved fill(int from, std::size_t max, std::size_t* n);
+    // Moves up to `max` bytes from socket `from` into the pipe; how many. 0 for anything
+    // else (nothing waiting, an EOF, TCP urgent data, an error): the caller reads the
+    // socket the ordinary way, which tells them apart.
+    std::size_t fill(int from, std::size_t max);
     // Moves up to `len` bytes from the pipe to socket `to` without blocking; how many. It
     // stops early at a full socket (*error 0) or an error (*error the errno).
     std::size_t drain_to(int to, std::size_t len, int* error);

@@ -150,17 +150,14 @@ void Tunnel::on_transport_readable(Transport& t) {
     if (ended_ || splice_ == nullptr) return;
     const Side from = side_of(t);
     const Side to = other(from);
-    std::size_t n = 0;
-    switch (splice_->fill(t.splice_fd(), buffer_, &n)) {
-        case SplicePipe::Moved::some: break;
-        case SplicePipe::Moved::eof:          // splice(2) also answers 0 when it stops at TCP
-        case SplicePipe::Moved::again:        // urgent data after the peer's FIN, and EAGAIN
-        case SplicePipe::Moved::unsupported:  // at the mark before it (tcp_read_sock never
-        case SplicePipe::Moved::error:        // steps over the mark; FIONREAD counts only up
-            // to it). So whatever is not a move goes back to the copy path, whose read steps
-            // over the mark and tells an EOF or an error for sure (once per direction at EOF).
-            set_spliced(from, false);
-            return;
+    // splice(2) answers 0 at an EOF, and also at TCP urgent data after the peer's FIN, and
+    // EAGAIN at the mark before it (tcp_read_sock never steps over the mark; FIONREAD counts
+    // only up to it). So whatever is not a move goes back to the copy path, whose read steps
+    // over the mark and tells an EOF or an error for sure (once per direction at EOF).
+    const std::size_t n = splice_->fill(t.splice_fd(), buffer_);
+    if (n == 0) {
+        set_spliced(from, false);
+        return;
     }
     count(from, n);
     int error = 0;

@@ -221,17 +221,7 @@ void HandoffSender::channel_broken(const std::string& why) {
     send_queued();
 }
 
-void HandoffSender::close_channel() {
-    if (poll_open_) {
-        poll_open_ = false;
-        uv_poll_stop(&poll_);
-        uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
-    }
-    if (channel_ >= 0) {
-        ::close(channel_);
-        channel_ = -1;
-    }
-}
+void HandoffSender::close_channel() { close_polled_socket(&poll_, &poll_open_, &channel_); }
 
 void HandoffSender::push(MovingTunnel tunnel) {
     {
@@ -421,15 +411,7 @@ bool HandoffReceiver::read_message() {
 void HandoffReceiver::stop() { close(); }
 
 void HandoffReceiver::close() {
-    if (polling_) {
-        polling_ = false;
-        uv_poll_stop(&poll_);
-        uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
-    }
-    if (channel_ >= 0) {
-        ::close(channel_);
-        channel_ = -1;
-    }
+    close_polled_socket(&poll_, &polling_, &channel_);
     has_partial_ = false;
     partial_ = MovingTunnel();
     if (done_) std::exchange(done_, nullptr)();

@@ -32,6 +32,18 @@ bool wait_for(int socket, short events, int timeout_ms) {
 
 }  // namespace
 
+void close_polled_socket(uv_poll_t* poll, bool* polling, int* socket) {
+    if (*polling) {
+        *polling = false;
+        uv_poll_stop(poll);
+        uv_close(reinterpret_cast<uv_handle_t*>(poll), nullptr);
+    }
+    if (*socket >= 0) {
+        ::close(*socket);
+        *socket = -1;
+    }
+}
+
 bool handoff_socketpair(int fds[2], std::string* error) {
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) == 0) return true;
     *error = std::string("socketpair: ") + std::strerror(errno);

@@ -7,11 +7,16 @@
 #include <string_view>
 #include <vector>
 
+#include <uv.h>
+
 namespace sy {
 
 // The most descriptors, and bytes, one message carries.
 inline constexpr std::size_t kMaxHandoffFds = 64;
 inline constexpr std::size_t kMaxHandoffMessage = 64 * 1024 + 4096;
+
+// Stops and closes `poll` if `polling` (then false), and closes `socket` if open (then -1).
+void close_polled_socket(uv_poll_t* poll, bool* polling, int* socket);
 
 // A connected pair (close-on-exec both), or false with `error`.
 bool handoff_socketpair(int fds[2], std::string* error);
