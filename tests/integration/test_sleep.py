@@ -5,6 +5,7 @@ reset on either side while asleep; the idle timeout; a drain; a binary upgrade; 
 that removes its route. The metrics do not see it go (it stays open, one line in the
 access log at its end with every byte), and `switchyard_tunnels_sleeping` counts it."""
 
+import hashlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import unittest
 
 from handoff_support import HandoffProxy
 from harness import Proxy, ScriptedBackend, main, passive
+from test_tunnel import MiB, Receiver, Sender
 from upgrade_support import (finish, open_ws_tunnel, recv_exact, reset_close, upgrade_config, wait_eof,
                              wait_log, wait_until)
 
@@ -68,6 +70,33 @@ class Sleep(unittest.TestCase):
             counts = dict(kv.split("=") for kv in line.split() if kv[:3] in ("in=", "out"))
             self.assertGreaterEqual(int(counts["in"]) + int(counts["out"]), 300_000)
             self.assertEqual(px.metric("switchyard_tunnels_total"), 6)
+            finish(px)
+
+    def test_a_tunnel_holding_queued_bytes_stays_awake_and_loses_none(self):
+        # Backpressure (the client reads nothing) for longer than the quiet spell that
+        # puts a tunnel to sleep: no byte moves, but bytes wait in the proxy, so it must
+        # not sleep; when the client reads, every byte arrives in order.
+        data = os.urandom(16 * MiB)
+        with ScriptedBackend(passive, keep_open=True) as be, sleep_proxy(be, tunnel={"buffer": "64KiB"}) as px:
+            c, bc = open_ws_tunnel(self, px, be)
+            with c:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                bc.sock.settimeout(30)
+                sender = Sender(bc.sock, data, shutdown=True)
+                sender.start()
+                time.sleep(ASLEEP_AFTER + 1.5)
+                self.assertTrue(sender.is_alive(), "nothing held the backend back")
+                self.assertEqual(px.metric(SLEEPING), 0)
+                c.sock.settimeout(30)
+                receiver = Receiver(c.sock)
+                receiver.start()
+                sender.join(30)
+                receiver.join(30)
+                self.assertFalse(sender.is_alive() or receiver.is_alive())
+                self.assertEqual(receiver.count, len(data))
+                self.assertEqual(receiver.sha.hexdigest(), hashlib.sha256(data).hexdigest())
+                self.assertTrue(receiver.eof)
+            bc.close()
             finish(px)
 
     def test_eof_and_reset_while_asleep(self):
