@@ -17,6 +17,8 @@ constexpr std::array<std::int8_t, 256> kValues = make_values();
 
 }  // namespace
 
+int base64_value(char c) { return kValues[static_cast<unsigned char>(c)]; }
+
 void base64_encode(const char* in, std::size_t n, char* out) {
     const auto* p = reinterpret_cast<const unsigned char*>(in);
     std::size_t i = 0;

@@ -11,6 +11,9 @@ namespace sy {
 constexpr std::size_t base64_encoded_size(std::size_t n) { return (n + 2) / 3 * 4; }
 // Writes base64_encoded_size(n) characters at `out` (which must not overlap `in`).
 void base64_encode(const char* in, std::size_t n, char* out);
+// The value (0..63) of one character of the base64 alphabet; -1 for any other byte ('='
+// too).
+int base64_value(char c);
 
 class Base64Decoder {
 public:

@@ -15,11 +15,6 @@ namespace {
 
 constexpr std::string_view kViaToken = "1.1 switchyard";
 
-constexpr std::array<std::string_view, 8> kHopByHop = {
-    "connection", "keep-alive",       "proxy-connection",    "te",
-    "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization",
-};
-
 void append_field(std::string& out, std::string_view name, std::string_view value) {
     out.append(name);
     out.append(": ");
@@ -41,8 +36,8 @@ void append_field_with_element(std::string& out, const HeaderField& field,
 }
 
 // The fixed hop-by-hop names (RFC 9110 §7.6.1, §7.8, §11.7).
-bool fixed_hop_by_hop(const HeaderField& field) {
-    switch (field.id) {
+bool fixed_hop_by_hop(FieldId id) {
+    switch (id) {
         case FieldId::connection:
         case FieldId::keep_alive:
         case FieldId::proxy_connection:
@@ -52,43 +47,55 @@ bool fixed_hop_by_hop(const HeaderField& field) {
         case FieldId::proxy_authenticate:
         case FieldId::proxy_authorization:
             return true;
-        case FieldId::unknown:
-            for (std::string_view name : kHopByHop) {
-                if (iequals(field.name, name)) return true;
-            }
-            return false;
         default:
             return false;
     }
 }
+bool fixed_hop_by_hop(const HeaderField& field) {
+    return fixed_hop_by_hop(field.id == FieldId::unknown ? field_id(field.name) : field.id);
+}
 
 // Hop-by-hop judgement for the fields of one head: the fixed names, and the names its
-// Connection fields list. Allocates nothing (this runs for every field of every message).
+// Connection fields list. Allocates nothing (this runs for every field of every message):
+// the listed names are read once, and those that are fixed names anyway ("Upgrade",
+// "keep-alive") are left out, so a typical head compares each field with at most a "close".
 class HopByHop {
 public:
-    explicit HopByHop(const HeaderList& headers) : headers_(headers) {
+    explicit HopByHop(const HeaderList& headers) {
         for (const HeaderField& f : headers) {
-            if (field_named(f, FieldId::connection, "Connection")) {
-                has_connection_ = true;
-                break;
-            }
+            if (!field_is(f, FieldId::connection)) continue;
+            any_list_element(f.value, [&](std::string_view token) {
+                if (fixed_hop_by_hop(field_id(token))) return false;
+                if (count_ < names_.size()) {
+                    names_[count_++] = token;
+                    return false;
+                }
+                overflow_ = true;
+                return true;
+            });
+            if (overflow_) break;
         }
+        if (overflow_) headers_ = &headers;
     }
 
     bool operator()(const HeaderField& field) const {
         if (fixed_hop_by_hop(field)) return true;
-        if (!has_connection_) return false;
-        for (const HeaderField& c : headers_) {
-            if (field_named(c, FieldId::connection, "Connection") && list_has_token(c.value, field.name)) {
-                return true;
-            }
+        for (std::size_t i = 0; i < count_; ++i) {
+            if (iequals(field.name, names_[i])) return true;
+        }
+        if (headers_ == nullptr) return false;
+        // More listed names than fit: read the Connection fields again.
+        for (const HeaderField& c : *headers_) {
+            if (field_is(c, FieldId::connection) && list_has_token(c.value, field.name)) return true;
         }
         return false;
     }
 
 private:
-    const HeaderList& headers_;
-    bool has_connection_ = false;
+    std::array<std::string_view, 8> names_{};
+    std::size_t count_ = 0;
+    bool overflow_ = false;
+    const HeaderList* headers_ = nullptr;
 };
 
 // Index of the last forwarded field named `name` (FieldId `id`), if any.

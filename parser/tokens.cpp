@@ -6,10 +6,24 @@
 
 namespace sy {
 
+namespace {
+
+constexpr std::array<unsigned char, 256> make_lower_table() {
+    std::array<unsigned char, 256> t{};
+    for (int c = 0; c < 256; ++c) t[static_cast<unsigned>(c)] = static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    return t;
+}
+constexpr std::array<unsigned char, 256> kLower = make_lower_table();
+
+}  // namespace
+
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
+    // Bytes that are equal as they are (the usual case: the same spelling) skip the table.
     for (std::size_t i = 0; i < a.size(); ++i) {
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+        const auto x = static_cast<unsigned char>(a[i]);
+        const auto y = static_cast<unsigned char>(b[i]);
+        if (x != y && kLower[x] != kLower[y]) return false;
     }
     return true;
 }
@@ -41,11 +55,13 @@ bool list_has_token(std::string_view value, std::string_view token) {
     return any_list_element(value, [&](std::string_view element) { return iequals(element, token); });
 }
 
-std::vector<std::string_view> collect_list(const HeaderList& headers, std::string_view name) {
+namespace {
+
+template <typename Named>
+std::vector<std::string_view> collect_list_of(const HeaderList& headers, Named named) {
     std::vector<std::string_view> out;
-    const FieldId id = field_id(name);
     for (const HeaderField& field : headers) {
-        if (!field_named(field, id, name)) continue;
+        if (!named(field)) continue;
         any_list_element(field.value, [&](std::string_view element) {
             out.push_back(element);
             return false;
@@ -54,21 +70,72 @@ std::vector<std::string_view> collect_list(const HeaderList& headers, std::strin
     return out;
 }
 
-std::size_t count_fields(const HeaderList& headers, std::string_view name) {
-    std::size_t n = 0;
+template <typename Named>
+std::size_t count_fields_of(const HeaderList& headers, Named named) {
+    return static_cast<std::size_t>(std::count_if(headers.begin(), headers.end(), named));
+}
+
+template <typename Named>
+const HeaderField* find_field_of(const HeaderList& headers, Named named) {
+    const auto it = std::find_if(headers.begin(), headers.end(), named);
+    return it == headers.end() ? nullptr : &*it;
+}
+
+// A predicate for fields named `name`: by FieldId when the name is a known one.
+auto named_as(std::string_view name) {
     const FieldId id = field_id(name);
-    for (const HeaderField& field : headers) {
-        if (field_named(field, id, name)) ++n;
-    }
-    return n;
+    return [id, name](const HeaderField& field) { return field_named(field, id, name); };
+}
+auto known_as(FieldId id) {
+    return [id](const HeaderField& field) { return field_is(field, id); };
+}
+
+}  // namespace
+
+std::vector<std::string_view> collect_list(const HeaderList& headers, std::string_view name) {
+    return collect_list_of(headers, named_as(name));
+}
+std::vector<std::string_view> collect_list(const HeaderList& headers, FieldId id) {
+    return collect_list_of(headers, known_as(id));
+}
+
+std::size_t count_fields(const HeaderList& headers, std::string_view name) {
+    return count_fields_of(headers, named_as(name));
+}
+std::size_t count_fields(const HeaderList& headers, FieldId id) {
+    return count_fields_of(headers, known_as(id));
 }
 
 const HeaderField* find_field(const HeaderList& headers, std::string_view name) {
-    const FieldId id = field_id(name);
-    for (const HeaderField& field : headers) {
-        if (field_named(field, id, name)) return &field;
+    return find_field_of(headers, named_as(name));
+}
+const HeaderField* find_field(const HeaderList& headers, FieldId id) {
+    return find_field_of(headers, known_as(id));
+}
+
+std::string_view field_name(FieldId id) {
+    switch (id) {
+        case FieldId::unknown:
+        case FieldId::other: return {};
+        case FieldId::host: return "Host";
+        case FieldId::connection: return "Connection";
+        case FieldId::upgrade: return "Upgrade";
+        case FieldId::keep_alive: return "Keep-Alive";
+        case FieldId::proxy_connection: return "Proxy-Connection";
+        case FieldId::te: return "TE";
+        case FieldId::transfer_encoding: return "Transfer-Encoding";
+        case FieldId::content_length: return "Content-Length";
+        case FieldId::proxy_authenticate: return "Proxy-Authenticate";
+        case FieldId::proxy_authorization: return "Proxy-Authorization";
+        case FieldId::x_forwarded_for: return "X-Forwarded-For";
+        case FieldId::x_forwarded_proto: return "X-Forwarded-Proto";
+        case FieldId::via: return "Via";
+        case FieldId::http2_settings: return "HTTP2-Settings";
+        case FieldId::sec_websocket_key: return "Sec-WebSocket-Key";
+        case FieldId::sec_websocket_version: return "Sec-WebSocket-Version";
+        case FieldId::sec_websocket_accept: return "Sec-WebSocket-Accept";
     }
-    return nullptr;
+    return {};
 }
 
 namespace {

@@ -32,12 +32,15 @@ bool list_has_token(std::string_view value, std::string_view token);
 
 // Joins the values of every field named `name` (case-insensitive) into one list, in order.
 std::vector<std::string_view> collect_list(const HeaderList& headers, std::string_view name);
+std::vector<std::string_view> collect_list(const HeaderList& headers, FieldId id);
 
 // Number of fields named `name` (case-insensitive).
 std::size_t count_fields(const HeaderList& headers, std::string_view name);
+std::size_t count_fields(const HeaderList& headers, FieldId id);
 
 // The first field named `name` (case-insensitive), or nullptr.
 const HeaderField* find_field(const HeaderList& headers, std::string_view name);
+const HeaderField* find_field(const HeaderList& headers, FieldId id);
 
 namespace detail {
 // RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
@@ -64,11 +67,21 @@ bool is_protocol(std::string_view s);
 // The FieldId of a field name (case-insensitive); FieldId::other for any other name.
 FieldId field_id(std::string_view name);
 
+// The usual spelling of a known field name ("Sec-WebSocket-Key"); empty for unknown and
+// other.
+std::string_view field_name(FieldId id);
+
 // Does `field` have the name `name`, whose FieldId is `id` (field_id(name))? Compares the
 // ids when both are known, the names otherwise.
 inline bool field_named(const HeaderField& field, FieldId id, std::string_view name) {
     if (field.id != FieldId::unknown && id != FieldId::other) return field.id == id;
     return iequals(field.name, name);
+}
+// The same for a known name (`id` neither unknown nor other): a parsed field compares one
+// byte, a field built by hand its name.
+inline bool field_is(const HeaderField& field, FieldId id) {
+    if (field.id != FieldId::unknown) return field.id == id;
+    return iequals(field.name, field_name(id));
 }
 
 // Calls fn(element) for each element of a comma list (RFC 9110 §5.6.1: OWS trimmed, empty

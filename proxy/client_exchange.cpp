@@ -52,7 +52,7 @@ void ClientConn::on_message_end() {
 void ClientConn::start_exchange() {
     const Config& config = this->config();
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is answered 400.
-    std::size_t hosts = count_fields(http_->req.headers, "host");
+    std::size_t hosts = count_fields(http_->req.headers, FieldId::host);
     if (hosts > 1 || (hosts == 0 && !http_->req.is_http10())) {
         respond_local(400, false, "missing or repeated Host");
         return;
@@ -69,7 +69,7 @@ void ClientConn::start_exchange() {
         respond_local(400, false, checked.reason);
         return;
     }
-    const HeaderField* host_field = find_field(http_->req.headers, "host");
+    const HeaderField* host_field = find_field(http_->req.headers, FieldId::host);
     if (host_field != nullptr && !parse_host_port(host_field->value).ok) {
         respond_local(400, false, "invalid Host");
         return;
@@ -89,9 +89,8 @@ void ClientConn::start_exchange() {
     const std::string_view origin =
         checked.form == TargetForm::absolute ? std::string_view(http_->forward_target) : http_->req.target;
     route_request.path = checked.form == TargetForm::asterisk ? std::string_view("/") : split_target(origin).path;
-    if (is_upgrade_request(http_->req)) {
-        route_request.offer = collect_list(http_->req.headers, "upgrade");
-    }
+    const bool upgrade_request = is_upgrade_request(http_->req);
+    if (upgrade_request) route_request.offer = collect_list(http_->req.headers, FieldId::upgrade);
     route_ = match_route(config, route_request);
     if (route_ == nullptr) {
         respond_local(404, true, "no route");
@@ -99,7 +98,7 @@ void ClientConn::start_exchange() {
     }
     const auto route_index = static_cast<std::size_t>(route_ - config.routes.data());
     route_stats_ = &gen_->snapshot->stats.routes[route_index];
-    http_->decision = decide(http_->req, route_->upgrade);
+    http_->decision = decide(http_->req, route_->upgrade, upgrade_request);
     http_->terminate = plan_termination(http_->decision, http_->req, route_->upgrade);
     if (http_->decision.kind == UpgradeDecision::Kind::respond) {
         count_upgrade(http_->decision.outcome, offered_protocol());
@@ -165,7 +164,7 @@ void ClientConn::on_upstream_ready() {
     fwd.client_address = http_->client_ip;
     fwd.target = http_->forward_target;
     fwd.host = http_->forward_host;
-    if (fwd.host.empty() && find_field(http_->req.headers, "host") == nullptr) {
+    if (fwd.host.empty() && find_field(http_->req.headers, FieldId::host) == nullptr) {
         // An HTTP/1.0 request without Host goes on as HTTP/1.1, which must have one: the
         // server's address (RFC 9112 §3.2).
         fwd.host = pool_->server_name(up_->server());

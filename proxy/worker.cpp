@@ -13,6 +13,7 @@
 #include "proxy/ops/stats.hpp"
 #include "proxy/splice_pipe.hpp"
 #include "proxy/upstream_pool.hpp"
+#include "routing/upgrade_policy.hpp"
 
 namespace sy {
 
@@ -115,6 +116,8 @@ void Worker::run() {
     // The splice pipe is made now rather than at the first tunnel, so the process's
     // descriptors do not change with traffic (an empty pipe holds no pages).
     if (config().tunnel.splice) splice_pipe();
+    // Likewise the thread's SHA-1 for Sec-WebSocket-Accept, rather than at the first handshake.
+    prepare_websocket_accept();
     uv_run(&loop_, UV_RUN_DEFAULT);
     loop_done_.store(true);
 }

@@ -58,18 +58,31 @@ std::vector<std::string> to_strings(const std::vector<std::string_view>& views) 
 
 bool connection_has_upgrade(const HeaderList& headers) {
     return std::any_of(headers.begin(), headers.end(), [](const HeaderField& field) {
-        return iequals(field.name, "Connection") && list_has_token(field.value, "upgrade");
+        return field_is(field, FieldId::connection) && list_has_token(field.value, "upgrade");
     });
 }
 
 
 // RFC 6455 §4.1: the key is a base64-encoded 16-byte nonce, so exactly 24 characters of
-// strict base64 (RFC 4648 §4, padding included, the unused bits zero: §3.5).
+// strict base64 (RFC 4648 §4, padding included, the unused bits zero: §3.5): 22 characters
+// of the alphabet, the last of which carries 2 bits of data and 4 zero bits, then "==".
 bool is_websocket_key(std::string_view key) {
-    if (key.size() != 24) return false;
-    std::array<char, 18> decoded{};
-    Base64Decoder decoder;
-    return decoder.decode(key.data(), key.size(), decoded.data()) == 16 && decoder.finish();
+    if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
+    for (std::size_t i = 0; i < 22; ++i) {
+        if (base64_value(key[i]) < 0) return false;
+    }
+    return (base64_value(key[21]) & 0x0f) == 0;
+}
+
+// The one field named `id`: nullptr when there is none or more than one.
+const HeaderField* single_field(const HeaderList& headers, FieldId id, std::size_t* count) {
+    const HeaderField* found = nullptr;
+    *count = 0;
+    for (const HeaderField& field : headers) {
+        if (!field_is(field, id)) continue;
+        if (++*count == 1) found = &field;
+    }
+    return *count == 1 ? found : nullptr;
 }
 
 UpgradeDecision respond(UpgradeDecision decision, int status, std::string reason) {
@@ -109,33 +122,36 @@ UpgradeDecision bad_handshake(UpgradeDecision decision, const std::string& what)
 
 // RFC 6455 §4.2.1 / §4.4, applied when websocket is forwarded: method, then key, then
 // version. Fills websocket_accept, or turns the decision into a 400 / 426.
-UpgradeDecision apply_websocket_profile(UpgradeDecision decision, const MessageHead& request) {
+void apply_websocket_profile(UpgradeDecision& decision, const MessageHead& request) {
     if (request.method != "GET") {
-        return bad_handshake(std::move(decision), "WebSocket handshake must use GET");
+        decision = bad_handshake(std::move(decision), "WebSocket handshake must use GET");
+        return;
     }
-    const std::size_t keys = count_fields(request.headers, "Sec-WebSocket-Key");
-    if (keys != 1) {
-        return bad_handshake(std::move(decision), std::string(keys == 0 ? "missing" : "duplicate") +
-                                                      " Sec-WebSocket-Key");
+    std::size_t keys = 0;
+    const HeaderField* key_field = single_field(request.headers, FieldId::sec_websocket_key, &keys);
+    if (key_field == nullptr) {
+        decision = bad_handshake(std::move(decision),
+                                 std::string(keys == 0 ? "missing" : "duplicate") + " Sec-WebSocket-Key");
+        return;
     }
-    const std::string_view key = trim_ows(find_field(request.headers, "Sec-WebSocket-Key")->value);
+    const std::string_view key = trim_ows(key_field->value);
     if (!is_websocket_key(key)) {
-        return bad_handshake(std::move(decision), "invalid Sec-WebSocket-Key");
+        decision = bad_handshake(std::move(decision), "invalid Sec-WebSocket-Key");
+        return;
     }
-    const HeaderField* version = find_field(request.headers, "Sec-WebSocket-Version");
-    if (count_fields(request.headers, "Sec-WebSocket-Version") != 1 ||
-        trim_ows(version->value) != "13") {
+    std::size_t versions = 0;
+    const HeaderField* version = single_field(request.headers, FieldId::sec_websocket_version, &versions);
+    if (version == nullptr || trim_ows(version->value) != "13") {
         // §4.4: answer 426 naming the version we speak; the connection stays usable.
         decision = upgrade_required(std::move(decision), {"websocket"},
-                                    version == nullptr ? "missing Sec-WebSocket-Version"
-                                                       : "unsupported Sec-WebSocket-Version",
+                                    versions == 0 ? "missing Sec-WebSocket-Version"
+                                                  : "unsupported Sec-WebSocket-Version",
                                     {{"Sec-WebSocket-Version", "13"}});
         decision.outcome = UpgradeOutcome::bad_request;
         decision.response_body = "426 Upgrade Required: Sec-WebSocket-Version 13\n";
-        return decision;
+        return;
     }
     decision.websocket_accept = websocket_accept_for(key);
-    return decision;
 }
 
 }  // namespace
@@ -161,16 +177,19 @@ const char* outcome_name(UpgradeOutcome outcome) {
 // Upgrade in an HTTP/1.0 request. The "upgrade" token must be in Connection (§7.6.1).
 bool is_upgrade_request(const MessageHead& request) {
     const bool http11 = request.http_major > 1 || (request.http_major == 1 && request.http_minor >= 1);
-    return http11 && count_fields(request.headers, "Upgrade") > 0 &&
+    return http11 && find_field(request.headers, FieldId::upgrade) != nullptr &&
            connection_has_upgrade(request.headers);
 }
 
 UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
+    return decide(request, rule, is_upgrade_request(request));
+}
+
+UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule, bool upgrade_request) {
     UpgradeDecision decision;
-    const bool upgrade_request = is_upgrade_request(request);
     if (upgrade_request) {
-        decision.offer = to_strings(collect_list(request.headers, "Upgrade"));
-        const bool h2c_settings_ok = count_fields(request.headers, "HTTP2-Settings") == 1;
+        decision.offer = to_strings(collect_list(request.headers, FieldId::upgrade));
+        const bool h2c_settings_ok = count_fields(request.headers, FieldId::http2_settings) == 1;
         for (const std::string& protocol : decision.offer) {
             // RFC 7540 §3.2.1: no upgrade to h2c without exactly one HTTP2-Settings.
             if (is_h2c(protocol) && !h2c_settings_ok) continue;
@@ -184,14 +203,14 @@ UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
         decision.reason = "upgrade forwarded: " + join(decision.forwarded);
         if (std::any_of(decision.forwarded.begin(), decision.forwarded.end(),
                         [](const std::string& p) { return is_websocket(p); })) {
-            decision = apply_websocket_profile(std::move(decision), request);
+            apply_websocket_profile(decision, request);
             if (decision.kind != UpgradeDecision::Kind::forward) return decision;
         }
         const bool h2c = std::any_of(decision.forwarded.begin(), decision.forwarded.end(),
                                      [](const std::string& p) { return is_h2c(p); });
         if (h2c) {
             decision.upstream_fields.push_back(
-                {"HTTP2-Settings", find_field(request.headers, "HTTP2-Settings")->value});
+                {"HTTP2-Settings", find_field(request.headers, FieldId::http2_settings)->value});
         }
         decision.upstream_fields.push_back({"Upgrade", join(decision.forwarded)});
         decision.upstream_fields.push_back(
@@ -243,11 +262,11 @@ SwitchVerdict validate_switch(const UpgradeDecision& decision, const MessageHead
         verdict.reason = "not a 101";
         return verdict;
     }
-    if (count_fields(response.headers, "Upgrade") == 0) {
+    if (find_field(response.headers, FieldId::upgrade) == nullptr) {
         verdict.reason = "101 without Upgrade";
         return verdict;
     }
-    const std::vector<std::string> protocols = to_strings(collect_list(response.headers, "Upgrade"));
+    const std::vector<std::string> protocols = to_strings(collect_list(response.headers, FieldId::upgrade));
     if (protocols.empty()) {
         verdict.reason = "101 with an empty Upgrade";
         return verdict;
@@ -269,9 +288,9 @@ SwitchVerdict validate_switch(const UpgradeDecision& decision, const MessageHead
     if (websocket) {
         // RFC 6455 §4.1 (client side, which the proxy enforces for its client): exactly
         // one Sec-WebSocket-Accept, equal to the value computed from the key.
-        const HeaderField* accept = find_field(response.headers, "Sec-WebSocket-Accept");
-        if (decision.websocket_accept.empty() ||
-            count_fields(response.headers, "Sec-WebSocket-Accept") != 1 ||
+        std::size_t accepts = 0;
+        const HeaderField* accept = single_field(response.headers, FieldId::sec_websocket_accept, &accepts);
+        if (decision.websocket_accept.empty() || accept == nullptr ||
             trim_ows(accept->value) != decision.websocket_accept) {
             verdict.reason = "bad Sec-WebSocket-Accept";
             return verdict;
@@ -284,7 +303,7 @@ SwitchVerdict validate_switch(const UpgradeDecision& decision, const MessageHead
 
 std::string filter_upgrade_field(const MessageHead& response, const UpgradeConfig& rule) {
     std::vector<std::string> kept;
-    for (std::string_view protocol : collect_list(response.headers, "Upgrade")) {
+    for (std::string_view protocol : collect_list(response.headers, FieldId::upgrade)) {
         if (allowed(rule.allow, protocol)) kept.emplace_back(protocol);
     }
     return join(kept);
@@ -304,10 +323,17 @@ struct Sha1 {
     }
 };
 
+Sha1& thread_sha1() {
+    thread_local Sha1 sha1;
+    return sha1;
+}
+
 }  // namespace
 
+void prepare_websocket_accept() { (void)thread_sha1(); }
+
 std::string websocket_accept_for(std::string_view key) {
-    thread_local Sha1 sha1;
+    Sha1& sha1 = thread_sha1();
     std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
     unsigned int digest_len = 0;
     if (sha1.md == nullptr || sha1.ctx == nullptr || EVP_DigestInit_ex(sha1.ctx, sha1.md, nullptr) != 1 ||

@@ -71,6 +71,8 @@ bool is_upgrade_request(const MessageHead& request);
 
 // Decides for `request` on a route with `rule` (docs/upgrades.md, "Request side").
 UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule);
+// The same, for a caller that already knows is_upgrade_request(request).
+UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule, bool upgrade_request);
 
 struct SwitchVerdict {
     bool accept = false;
@@ -89,5 +91,8 @@ std::string filter_upgrade_field(const MessageHead& response, const UpgradeConfi
 
 // RFC 6455 §4.2.2: base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
 std::string websocket_accept_for(std::string_view key);
+// Looks SHA-1 up in OpenSSL's provider registry for this thread (about 4,600 instructions,
+// once), so the first handshake a worker sees does not pay for it.
+void prepare_websocket_accept();
 
 }  // namespace sy

@@ -12,6 +12,11 @@ TEST_CASE("iequals, to_lower, trim_ows") {
     CHECK(iequals("", ""));
     CHECK_FALSE(iequals("upgrade", "upgrades"));
     CHECK_FALSE(iequals("a", "b"));
+    // Only ASCII letters fold: '@' / '`', '[' / '{' and bytes above 0x7f differ by 0x20 too.
+    CHECK_FALSE(iequals("@", "`"));
+    CHECK_FALSE(iequals("[", "{"));
+    CHECK_FALSE(iequals("\xc3", "\xe3"));
+    CHECK(iequals("X-\xc3\x84", "x-\xc3\x84"));
     CHECK(to_lower("WebSocket/13") == "websocket/13");
     CHECK(trim_ows(" \t a b \t ") == "a b");
     CHECK(trim_ows(" \t ").empty());
@@ -150,4 +155,36 @@ TEST_CASE("lookups agree for parsed (classified) and hand-built (unclassified) f
         REQUIRE(sy::find_field(*list, "Upgrade") != nullptr);
         CHECK(sy::find_field(*list, "Upgrade")->value == "ws");
     }
+}
+
+TEST_CASE("field_name spells every known FieldId so that field_id reads it back") {
+    for (int i = static_cast<int>(sy::FieldId::host); i <= static_cast<int>(sy::FieldId::sec_websocket_accept); ++i) {
+        const auto id = static_cast<sy::FieldId>(i);
+        CAPTURE(i);
+        CHECK(sy::field_id(sy::field_name(id)) == id);
+    }
+    CHECK(sy::field_name(sy::FieldId::unknown).empty());
+    CHECK(sy::field_name(sy::FieldId::other).empty());
+}
+
+TEST_CASE("lookups by FieldId agree with lookups by name, for parsed and hand-built fields") {
+    sy::HeaderList parsed = {{"Connection", "keep-alive", sy::FieldId::connection},
+                             {"Host", "a", sy::FieldId::host},
+                             {"connection", "Upgrade, x", sy::FieldId::connection},
+                             {"X-Other", "b", sy::FieldId::other}};
+    sy::HeaderList built = {{"Connection", "keep-alive"}, {"Host", "a"}, {"connection", "Upgrade, x"}, {"X-Other", "b"}};
+    for (const sy::HeaderList* list : {&parsed, &built}) {
+        CHECK(sy::count_fields(*list, sy::FieldId::connection) == 2);
+        CHECK(sy::count_fields(*list, sy::FieldId::host) == 1);
+        CHECK(sy::count_fields(*list, sy::FieldId::upgrade) == 0);
+        CHECK(sy::find_field(*list, sy::FieldId::upgrade) == nullptr);
+        REQUIRE(sy::find_field(*list, sy::FieldId::connection) != nullptr);
+        CHECK(sy::find_field(*list, sy::FieldId::connection)->value == "keep-alive");
+        CHECK(sy::collect_list(*list, sy::FieldId::connection) ==
+              std::vector<std::string_view>{"keep-alive", "Upgrade", "x"});
+        CHECK(sy::collect_list(*list, sy::FieldId::connection) == sy::collect_list(*list, "CONNECTION"));
+    }
+    // A field a parser classified as `other` is never a known name, whatever its spelling.
+    sy::HeaderList odd = {{"Host", "a", sy::FieldId::other}};
+    CHECK(sy::find_field(odd, sy::FieldId::host) == nullptr);
 }
