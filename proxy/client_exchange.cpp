@@ -98,7 +98,7 @@ void ClientConn::start_exchange() {
     }
     const auto route_index = static_cast<std::size_t>(route_ - config.routes.data());
     route_stats_ = &gen_->snapshot->stats.routes[route_index];
-    http_->decision = decide(http_->req, route_->upgrade, upgrade_request);
+    http_->decision = decide(http_->req, route_->upgrade, upgrade_request, route_request.offer);
     http_->terminate = plan_termination(http_->decision, http_->req, route_->upgrade);
     if (http_->decision.kind == UpgradeDecision::Kind::respond) {
         count_upgrade(http_->decision.outcome, offered_protocol());

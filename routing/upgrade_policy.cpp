@@ -182,13 +182,16 @@ bool is_upgrade_request(const MessageHead& request) {
 }
 
 UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule) {
-    return decide(request, rule, is_upgrade_request(request));
+    const bool upgrade_request = is_upgrade_request(request);
+    return decide(request, rule, upgrade_request,
+                  upgrade_request ? collect_list(request.headers, FieldId::upgrade) : std::vector<std::string_view>());
 }
 
-UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule, bool upgrade_request) {
+UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule, bool upgrade_request,
+                       const std::vector<std::string_view>& offer) {
     UpgradeDecision decision;
     if (upgrade_request) {
-        decision.offer = to_strings(collect_list(request.headers, FieldId::upgrade));
+        decision.offer = to_strings(offer);
         const bool h2c_settings_ok = count_fields(request.headers, FieldId::http2_settings) == 1;
         for (const std::string& protocol : decision.offer) {
             // RFC 7540 §3.2.1: no upgrade to h2c without exactly one HTTP2-Settings.

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "parser/message.hpp"
@@ -71,8 +72,10 @@ bool is_upgrade_request(const MessageHead& request);
 
 // Decides for `request` on a route with `rule` (docs/upgrades.md, "Request side").
 UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule);
-// The same, for a caller that already knows is_upgrade_request(request).
-UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule, bool upgrade_request);
+// The same, for a caller that already knows is_upgrade_request(request) and, for an upgrade
+// request, its offer (collect_list of its Upgrade fields).
+UpgradeDecision decide(const MessageHead& request, const UpgradeConfig& rule, bool upgrade_request,
+                       const std::vector<std::string_view>& offer);
 
 struct SwitchVerdict {
     bool accept = false;
