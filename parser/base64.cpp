@@ -5,19 +5,10 @@
 namespace sy {
 namespace {
 
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-constexpr std::array<std::int8_t, 256> make_values() {
-    std::array<std::int8_t, 256> values{};
-    for (auto& v : values) v = -1;
-    for (int i = 0; i < 64; ++i) values[static_cast<unsigned char>(kAlphabet[i])] = static_cast<std::int8_t>(i);
-    return values;
-}
-constexpr std::array<std::int8_t, 256> kValues = make_values();
+constexpr const char* kAlphabet = detail::kBase64Alphabet;
+constexpr const std::array<std::int8_t, 256>& kValues = detail::kBase64Values;
 
 }  // namespace
-
-int base64_value(char c) { return kValues[static_cast<unsigned char>(c)]; }
 
 void base64_encode(const char* in, std::size_t n, char* out) {
     const auto* p = reinterpret_cast<const unsigned char*>(in);

@@ -3,6 +3,7 @@
 // message in pieces split anywhere and is strict (alphabet only, padding only at the end).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -11,9 +12,20 @@ namespace sy {
 constexpr std::size_t base64_encoded_size(std::size_t n) { return (n + 2) / 3 * 4; }
 // Writes base64_encoded_size(n) characters at `out` (which must not overlap `in`).
 void base64_encode(const char* in, std::size_t n, char* out);
+namespace detail {
+inline constexpr char kBase64Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::array<std::int8_t, 256> make_base64_values() {
+    std::array<std::int8_t, 256> values{};
+    for (auto& v : values) v = -1;
+    for (int i = 0; i < 64; ++i) values[static_cast<unsigned char>(kBase64Alphabet[i])] = static_cast<std::int8_t>(i);
+    return values;
+}
+inline constexpr std::array<std::int8_t, 256> kBase64Values = make_base64_values();
+}  // namespace detail
+
 // The value (0..63) of one character of the base64 alphabet; -1 for any other byte ('='
 // too).
-int base64_value(char c);
+inline int base64_value(char c) { return detail::kBase64Values[static_cast<unsigned char>(c)]; }
 
 class Base64Decoder {
 public:
