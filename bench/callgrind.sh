@@ -12,7 +12,8 @@
 # counts below it is well under 1%. LD_BIND_NOW=1 moves symbol binding into start-up.
 #
 #   bench/callgrind.sh [--targets "switchyard nginx haproxy"] [--scale F] [--no-build]
-#   (also switchyard-json: JSON access log to a file; switchyard-base: $SWITCHYARD_BASE;
+#   (also switchyard-copy: tunnel.splice off; switchyard-json: JSON access log to a file;
+#   switchyard-base: $SWITCHYARD_BASE;
 #   switchyard-xff and switchyard-balanced: X-Forwarded-For on, the second with balance:
 #   hash on client_ip and admission limits on every upgrade, as in bench/compare.sh)
 # Output: build/bench/callgrind.json (+ the callgrind.out files in build/bench/callgrind/,
@@ -28,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     --targets) TARGETS=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "callgrind.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -70,6 +71,9 @@ start_proxy() {  # start_proxy TARGET NAME
   local t=$1 name=$2 cmd=()
   case "$t" in
     switchyard) render switchyard.yaml.in "" > "$WORK/sy.yaml"; cmd=("$SWITCHYARD" --config "$WORK/sy.yaml") ;;
+    # tunnel.splice: off: tunnel bytes copied through pooled buffers (the path TLS tunnels take)
+    switchyard-copy) { render switchyard.yaml.in ""; echo 'tunnel: { splice: "off" }'; } > "$WORK/sy.yaml"
+                     cmd=("$SWITCHYARD" --config "$WORK/sy.yaml") ;;
     # the access log in JSON to a file; the binary in $SWITCHYARD_BASE (an older build)
     switchyard-json) render switchyard.yaml.in "" | sed "s#^access_log:.*#access_log: { path: $WORK/access.log, format: json }#" > "$WORK/sy.yaml"
                      cmd=("$SWITCHYARD" --config "$WORK/sy.yaml") ;;
