@@ -268,26 +268,35 @@ bool HttpParser::check_chunk_crlf(const char* p) {
     return true;
 }
 
+// One set of callbacks for every parser (llhttp keeps a pointer to it): built once.
+const llhttp_settings_t& HttpParser::settings() {
+    static const llhttp_settings_t shared = [] {
+        llhttp_settings_t st;
+        llhttp_settings_init(&st);
+        st.on_message_begin = &Callbacks::notify<&Callbacks::message_begin>;
+        st.on_method = &Callbacks::data<&Callbacks::method>;
+        st.on_url = &Callbacks::data<&Callbacks::url>;
+        st.on_status = &Callbacks::data<&Callbacks::status>;
+        st.on_header_field = &Callbacks::data<&Callbacks::header_field>;
+        st.on_header_field_complete = &Callbacks::notify<&Callbacks::header_field_complete>;
+        st.on_header_value = &Callbacks::data<&Callbacks::header_value>;
+        st.on_header_value_complete = &Callbacks::notify<&Callbacks::header_value_complete>;
+        st.on_headers_complete = &Callbacks::notify<&Callbacks::headers_complete>;
+        st.on_body = &Callbacks::data<&Callbacks::body>;
+        st.on_chunk_complete = &Callbacks::notify<&Callbacks::chunk_complete>;
+        st.on_message_complete = &Callbacks::notify<&Callbacks::message_complete>;
+        return st;
+    }();
+    return shared;
+}
+
 HttpParser::HttpParser(Kind kind, Handler& handler, Limits limits)
     : kind_(kind), handler_(handler), limits_(limits) {
-    llhttp_settings_init(&settings_);
-    settings_.on_message_begin = &Callbacks::notify<&Callbacks::message_begin>;
-    settings_.on_method = &Callbacks::data<&Callbacks::method>;
-    settings_.on_url = &Callbacks::data<&Callbacks::url>;
-    settings_.on_status = &Callbacks::data<&Callbacks::status>;
-    settings_.on_header_field = &Callbacks::data<&Callbacks::header_field>;
-    settings_.on_header_field_complete = &Callbacks::notify<&Callbacks::header_field_complete>;
-    settings_.on_header_value = &Callbacks::data<&Callbacks::header_value>;
-    settings_.on_header_value_complete = &Callbacks::notify<&Callbacks::header_value_complete>;
-    settings_.on_headers_complete = &Callbacks::notify<&Callbacks::headers_complete>;
-    settings_.on_body = &Callbacks::data<&Callbacks::body>;
-    settings_.on_chunk_complete = &Callbacks::notify<&Callbacks::chunk_complete>;
-    settings_.on_message_complete = &Callbacks::notify<&Callbacks::message_complete>;
     start_llhttp();
 }
 
 void HttpParser::start_llhttp() {
-    llhttp_init(&parser_, kind_ == Kind::request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
+    llhttp_init(&parser_, kind_ == Kind::request ? HTTP_REQUEST : HTTP_RESPONSE, &settings());
     parser_.data = this;
     // RFC 9110 §2.5: a request in a higher minor version of HTTP/1 is handled as 1.1;
     // strict llhttp refuses anything but 1.0 and 1.1. The major version is checked in

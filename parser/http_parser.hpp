@@ -114,13 +114,13 @@ private:
     };
     LineStep take_chunk_line(const char* data, std::size_t len);
     void start_llhttp();
+    static const llhttp_settings_t& settings();
     Result fail(ParseError error, const char* reason, std::size_t consumed);
 
     Kind kind_;
     Handler& handler_;
     Limits limits_;
     llhttp_t parser_{};
-    llhttp_settings_t settings_{};
     MessageHead head_;
 
     // Raw head scan (scan_head): runs ahead of llhttp over the head bytes only.
