@@ -106,12 +106,15 @@ std::unique_ptr<UringRing> UringRing::create(uv_loop_t* loop, unsigned worker_id
     r->poll_.data = r.get();
     uv_prepare_init(loop, &r->prepare_);
     r->prepare_.data = r.get();
+    uv_idle_init(loop, &r->idle_);
+    r->idle_.data = r.get();
     r->handles_ = true;
     uv_poll_start(&r->poll_, UV_READABLE, &UringRing::on_poll);
     uv_prepare_start(&r->prepare_, &UringRing::on_prepare);
     // The tunnels keep the loop alive, not the ring.
     uv_unref(reinterpret_cast<uv_handle_t*>(&r->poll_));
     uv_unref(reinterpret_cast<uv_handle_t*>(&r->prepare_));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&r->idle_));
     log_info("worker %u: io_uring tunnels on (%u entries, %u buffers of %zu KiB)", worker_id, kEntries, kBuffers,
              kBufferSize / 1024);
     return r;
@@ -186,6 +189,7 @@ void UringRing::close() {
     handles_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
 }
 
 io_uring_sqe* UringRing::sqe(UringLink* link) {
@@ -231,20 +235,44 @@ void UringRing::on_poll(uv_poll_t* handle, int, int) {
 
 void UringRing::on_prepare(uv_prepare_t* handle) { static_cast<UringRing*>(handle->data)->flush(); }
 
-// Submits what the turn queued (one io_uring_enter), then reaps what that completed at once
-// (a send that fit in the socket buffer), which may queue more: a few rounds at most.
+// Submits what the turn queued and runs the task work waiting in the ring (one
+// io_uring_enter), then reaps what that completed, which may queue more. The kernel runs a
+// bounded batch of task work per enter and signals the eventfd only when work arrives on an
+// empty list, so after a reap the ring is entered again, until an enter completes nothing.
+// Still busy after a few rounds: the idle handle keeps the loop from blocking meanwhile.
 void UringRing::flush() {
-    for (int round = 0; round < 4; ++round) {
+    for (int round = 0; round < 8; ++round) {
         if (io_uring_sq_ready(&ring_) > 0 || woken_) {
-            // One io_uring_enter: submits, and runs the task work that completes ops.
             woken_ = false;
-            io_uring_submit_and_get_events(&ring_);
-            ++submits_;
+            enter();
         }
-        if (io_uring_cq_ready(&ring_) == 0 && pending_.empty() && !returned_) return;
+        if (io_uring_cq_ready(&ring_) == 0 && pending_.empty() && !returned_) {
+            if (idle_on_) {
+                uv_idle_stop(&idle_);
+                idle_on_ = false;
+            }
+            return;
+        }
+        const bool completed = io_uring_cq_ready(&ring_) > 0 || !pending_.empty();
         reap();
+        if (completed) woken_ = true;  // more task work may wait behind what ran
+    }
+    if (!idle_on_) {
+        uv_idle_start(&idle_, &UringRing::on_idle);
+        idle_on_ = true;
     }
 }
+
+// io_uring_enter(GETEVENTS) runs at most max(20, min_complete) items of task work: asking
+// for up to kEntries completions with a timeout of 0 runs that many and waits for nothing.
+void UringRing::enter() {
+    io_uring_cqe* cqe = nullptr;
+    __kernel_timespec ts{};
+    io_uring_submit_and_wait_timeout(&ring_, &cqe, kEntries, &ts, nullptr);
+    ++submits_;
+}
+
+void UringRing::on_idle(uv_idle_t* handle) { static_cast<UringRing*>(handle->data)->flush(); }
 
 void UringRing::take_cq() {
     // Completions the CQ had no room for wait in the kernel, in order, until asked for.

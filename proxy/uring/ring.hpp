@@ -1,10 +1,12 @@
 // The io_uring experiment (SWITCHYARD_IO_URING=1; docs/performance.md, "io_uring"): one
 // ring per worker, driven from the worker's libuv loop.
 //
-//   - The ring's descriptor is watched with a uv_poll_t: completions are reaped in its
-//     callback. SQEs queued during a loop turn are submitted together, once, by a
-//     uv_prepare_t just before the loop blocks (and right after a reap), with one
-//     io_uring_enter; completions the submission produced at once are reaped there too.
+//   - The ring is set up with DEFER_TASKRUN: the kernel's task work (a socket became
+//     readable or writable) runs only when the worker enters the ring, never interrupting
+//     its epoll_wait. An eventfd registered with the ring, watched by a uv_poll_t, says
+//     when work arrived. SQEs queued during a loop turn are submitted together by a
+//     uv_prepare_t just before the loop blocks (and right after a reap), with the same
+//     io_uring_enter that runs the task work; what completed is reaped there too.
 //   - One provided-buffer ring (group 0) of kBuffers buffers of kBufferSize bytes: a
 //     multishot receive picks its buffer there, and the buffer goes back (recycle) when
 //     the send that forwards its bytes completes. The memory every tunnel of the worker can
@@ -93,8 +95,10 @@ private:
     UringRing() = default;
     static void on_poll(uv_poll_t* handle, int status, int events);
     static void on_prepare(uv_prepare_t* handle);
+    static void on_idle(uv_idle_t* handle);
     bool probe_receive_limit();
     void flush();
+    void enter();
     void take_cq();
     void reap();
     void dispatch(const Completion& c);
@@ -108,6 +112,8 @@ private:
     std::size_t buffers_bytes_ = 0;
     uv_poll_t poll_{};
     uv_prepare_t prepare_{};
+    uv_idle_t idle_{};  // started while the ring still has work after a flush
+    bool idle_on_ = false;
     bool handles_ = false;
     int event_fd_ = -1;    // registered: told of completions and of task work waiting
     bool woken_ = false;   // the eventfd fired: enter the ring at the next flush
