@@ -10,8 +10,7 @@
 #   splice-request + splice-response: splice for every transfer),
 #   switchyard-xff and switchyard-balanced (the same + balance: hash and admission
 #   limits on every upgrade: what they cost),
-#   switchyard-json (access log in JSON to a file), switchyard-uring (the io_uring
-#   experiment, SWITCHYARD_IO_URING=1: tunnels driven by a ring, never spliced), switchyard-base (the
+#   switchyard-json (access log in JSON to a file), switchyard-base (the
 #   binary in $SWITCHYARD_BASE, e.g. an older commit built elsewhere, on the same config)
 #
 # Each proxy runs alone, pinned to CPU 1 (taskset); sy_load (client) and the sy_load backend
@@ -162,13 +161,6 @@ start_target() {  # sets PROXY_PID and TARGET_ADDR
       echo "tunnel: { splice: \"off\" }" >> "$WORK/switchyard.yaml"
       taskset -c $PROXY_CPU "$SWITCHYARD" --config "$WORK/switchyard.yaml" > "$WORK/switchyard.log" 2>&1 &
       ;;
-    switchyard-uring)
-      # The io_uring experiment (proxy/uring/): the switchyard config, SWITCHYARD_IO_URING=1.
-      # Uring tunnels never splice (their bytes land in the ring's provided buffers and are
-      # sent from there): the copy path, driven by the ring instead of epoll + read/write.
-      render switchyard.yaml.in "$WORK/switchyard.yaml" ""
-      SWITCHYARD_IO_URING=1 taskset -c $PROXY_CPU "$SWITCHYARD" --config "$WORK/switchyard.yaml" > "$WORK/switchyard.log" 2>&1 &
-      ;;
     switchyard-json)
       render switchyard.yaml.in "$WORK/switchyard.yaml" ""
       sed -i "s#^access_log:.*#access_log: { path: $WORK/access.log, format: json }#" "$WORK/switchyard.yaml"
@@ -198,14 +190,6 @@ start_target() {  # sets PROXY_PID and TARGET_ADDR
   PROXY_PID=$!
   if ! wait_port $PORT $PROXY_PID; then
     log "$t did not start:"; cat "$WORK"/*.log >&2 || true
-    exit 1
-  fi
-  if [[ $t == switchyard-uring ]]; then
-    for _ in $(seq 1 40); do grep -q "io_uring" "$WORK/switchyard.log" && break; sleep 0.05; done
-  fi
-  if [[ $t == switchyard-uring ]] && ! grep -q "io_uring tunnels on" "$WORK/switchyard.log"; then
-    log "switchyard-uring: the kernel refused io_uring (it would measure the epoll path):"
-    cat "$WORK/switchyard.log" >&2
     exit 1
   fi
 }

@@ -25,15 +25,6 @@ if(NOT LIBSYSTEMD_FOUND)
   switchyard_missing("libsystemd" "libsystemd-dev")
 endif()
 
-# liburing: the io_uring experiment for the tunnel data path (proxy/uring/, on with
-# SWITCHYARD_IO_URING=1; docs/performance.md, "io_uring").
-if(PkgConfig_FOUND)
-  pkg_check_modules(LIBURING IMPORTED_TARGET liburing>=2.3)
-endif()
-if(NOT LIBURING_FOUND)
-  switchyard_missing("liburing" "liburing-dev")
-endif()
-
 # yaml-cpp: configuration.
 find_package(yaml-cpp QUIET)
 if(NOT yaml-cpp_FOUND)

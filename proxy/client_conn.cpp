@@ -13,7 +13,6 @@
 #include "proxy/ops/access_log.hpp"
 #include "proxy/log.hpp"
 #include "proxy/net.hpp"
-#include "proxy/uring/uring_tunnel.hpp"
 #include "proxy/uv_util.hpp"
 #include "proxy/worker.hpp"
 #include "routing/upgrade_policy.hpp"
@@ -460,25 +459,16 @@ void ClientConn::start_tunnel() {
 
     set_req_state(ReqState::tunnel);
     set_res_state(ResState::tunnel);
+    auto tunnel = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
+                                           up_->transport(), config.tunnel.buffer, splice_pipe());
+    tunnel->set_labels(protocols, http_->req.method, http_->req.target, http_->client_ip);
     // Every byte already read goes first, in order: the client's held bytes to the
     // backend, the backend's bytes behind its 101 to the client.
     std::string_view held = unparsed();
-    if (UringRing* ring = uring_ring()) {
-        // The io_uring experiment (SWITCHYARD_IO_URING=1, proxy/uring/): plain TCP both ways.
-        auto tunnel = std::make_unique<UringTunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
-                                                    up_->transport(), config.tunnel.buffer, *ring);
-        tunnel->set_labels(protocols, http_->req.method, http_->req.target, http_->client_ip);
-        tunnel->start(held, http_->up_held);
-        tunnel_ = std::move(tunnel);
-    } else {
-        auto tunnel = std::make_unique<Tunnel>(static_cast<TunnelOwner&>(*this), worker_.loop(), *transport_,
-                                               up_->transport(), config.tunnel.buffer, splice_pipe());
-        tunnel->set_labels(protocols, http_->req.method, http_->req.target, http_->client_ip);
-        // Transports already reading keep reading, for the tunnel now: no stop/start (each
-        // would cost epoll_ctl calls).
-        tunnel->start(held, http_->up_held);
-        tunnel_ = std::move(tunnel);
-    }
+    // Transports already reading keep reading, for the tunnel now: no stop/start (each
+    // would cost epoll_ctl calls).
+    tunnel->start(held, http_->up_held);
+    tunnel_ = std::move(tunnel);
     SY_TRACE("client %p tunnel to %s", static_cast<void*>(this), protocols.c_str());
 
     // What only HTTP needed goes now: an open tunnel keeps its sockets, writers and
@@ -527,11 +517,6 @@ void ClientConn::start_terminated() {
     const std::string_view held = unparsed();
     const std::unique_ptr<Http> http = std::move(http_);  // keeps `held` alive through start()
     pump->start(held);
-}
-
-UringRing* ClientConn::uring_ring() {
-    const bool plain = tls_ == nullptr && up_ != nullptr && up_->plain();
-    return plain ? worker_.uring() : nullptr;
 }
 
 SplicePipe* ClientConn::splice_pipe() {

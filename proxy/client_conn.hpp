@@ -43,7 +43,6 @@ namespace sy {
 class HandoffOutbox;
 struct MovingTunnel;
 struct SleepingTunnel;
-class UringRing;
 class UpstreamPool;
 
 class ClientConn final : private HttpParser::Handler,
@@ -190,8 +189,6 @@ private:
     // The worker's splice(2) pipe for a tunnel over plain TCP both ways with
     // tunnel.splice: auto; null otherwise.
     SplicePipe* splice_pipe();
-    // The worker's io_uring when the experiment is on and both ends are plain TCP.
-    UringRing* uring_ring();
     void close_after_flush();
     void start_linger();
     void update_reading();

@@ -1,8 +1,6 @@
 #include "proxy/worker.hpp"
 
 #include <algorithm>
-#include <cstdlib>
-#include <string_view>
 
 #include <unistd.h>
 
@@ -14,7 +12,6 @@
 #include "proxy/log.hpp"
 #include "proxy/ops/stats.hpp"
 #include "proxy/splice_pipe.hpp"
-#include "proxy/uring/ring.hpp"
 #include "proxy/upstream_pool.hpp"
 #include "routing/upgrade_policy.hpp"
 
@@ -121,9 +118,6 @@ void Worker::run() {
     if (config().tunnel.splice) splice_pipe();
     // Likewise the thread's SHA-1 for Sec-WebSocket-Accept, rather than at the first handshake.
     prepare_websocket_accept();
-    if (const char* uring = std::getenv("SWITCHYARD_IO_URING"); uring != nullptr && std::string_view(uring) == "1") {
-        uring_ = UringRing::create(&loop_, id_);
-    }
     uv_run(&loop_, UV_RUN_DEFAULT);
     loop_done_.store(true);
 }
@@ -420,7 +414,6 @@ void Worker::maybe_finish() {
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&adopt_async_), nullptr);
     hibernation_->close();
-    if (uring_) uring_->close();
     uv_close(reinterpret_cast<uv_handle_t*>(&handoff_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&tunnel_sweep_), nullptr);

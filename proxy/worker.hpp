@@ -29,7 +29,6 @@ class ClientConn;
 class HandoffOutbox;
 class Hibernation;
 class SplicePipe;
-class UringRing;
 struct MovingTunnel;
 class HealthChecker;
 class UpstreamPool;
@@ -106,9 +105,6 @@ public:
     // The pipe splice(2) tunnels share (proxy/splice_pipe.hpp), made at the first use; null
     // when it cannot be made (the tunnels then copy).
     SplicePipe* splice_pipe();
-    // The io_uring experiment (SWITCHYARD_IO_URING=1): the worker's ring, null when off or
-    // refused by the kernel (tunnels then use the epoll path).
-    UringRing* uring() { return uring_.get(); }
 
     // Connection registry (for drain and the connection limit).
     void add_client(ClientConn* conn);
@@ -164,7 +160,6 @@ private:
     std::vector<ClientConn*> clients_;
     BufferPool io_buffers_;
     std::unique_ptr<SplicePipe> splice_pipe_;
-    std::unique_ptr<UringRing> uring_;
     std::unique_ptr<Hibernation> hibernation_;  // idle tunnels asleep
     bool give_back_pending_ = false;  // many fell asleep: return freed memory at the next sweep
     std::size_t sleeping_at_give_back_ = 0;
