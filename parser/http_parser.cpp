@@ -26,6 +26,30 @@ void trim_in_place(std::string& s) {
     if (begin != 0) s.erase(0, begin);
 }
 
+// RFC 9110 §7.6.1: a connection option names a field meant for the next hop only, and "a
+// sender MUST NOT send a connection option corresponding to a field that is intended for all
+// recipients of the content". The proxy removes every field Connection names, so a message
+// naming its Content-Length would go on with its body but without its length, and the next
+// hop would read the body as the next message (request smuggling, or a response desync); a
+// request naming Host would reach the backend without the authority it was routed by. Such a
+// message is refused: why, or nullptr.
+const char* misnamed_connection_option(const HeaderList& headers, bool request) {
+    const char* why = nullptr;
+    for (const HeaderField& field : headers) {
+        if (field.id != FieldId::connection) continue;
+        any_list_element(field.value, [&](std::string_view option) {
+            if (iequals(option, "Content-Length")) {
+                why = "Connection names Content-Length";
+            } else if (request && iequals(option, "Host")) {
+                why = "Connection names Host";
+            }
+            return why != nullptr;
+        });
+        if (why != nullptr) break;
+    }
+    return why;
+}
+
 // RFC 9112 §6.3 rule 1: these responses never have content, whatever their fields say.
 bool response_has_no_body(int status) {
     return status / 100 == 1 || status == 204 || status == 304;
@@ -194,6 +218,10 @@ struct HttpParser::Callbacks {
                 return refuse(s, ParseError::bad_message,
                               "Request has invalid `Transfer-Encoding`");
             }
+        }
+
+        if (const char* why = misnamed_connection_option(head.headers, !response)) {
+            return refuse(s, ParseError::bad_message, why);
         }
 
         if (p.flags & F_SKIPBODY) {

@@ -21,11 +21,12 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
     const std::size_t at = out.size();
     out.resize(at + name.size() + value.size() + 4);
     char* p = out.data() + at;
-    std::memcpy(p, name.data(), name.size());
+    // An empty view may hold a null pointer, which memcpy must not be given even for 0 bytes.
+    if (!name.empty()) std::memcpy(p, name.data(), name.size());
     p += name.size();
     *p++ = ':';
     *p++ = ' ';
-    std::memcpy(p, value.data(), value.size());
+    if (!value.empty()) std::memcpy(p, value.data(), value.size());
     p += value.size();
     *p++ = '\r';
     *p = '\n';

@@ -29,6 +29,13 @@ BAD_REQUESTS = {
         b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
     "control character in a value":
         b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n",
+    # The proxy drops what Connection names: the body would go on without its length and
+    # the backend would read it as a second request.
+    "connection names content-length":
+        b"POST / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Content-Length\r\n"
+        b"Content-Length: 35\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n",
+    "connection names host":
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: host\r\n\r\n",
 }
 
 
@@ -150,13 +157,23 @@ class ProxyErrors(unittest.TestCase):
     def test_upstream_refusing_connections_is_502(self):
         self.expect_502([f"127.0.0.1:{dead_port()}"])
 
-    def test_upstream_answering_garbage_is_502(self):
-        def garbage(conn):
+    def expect_502_for_answer(self, answer):
+        """The backend reads the request, answers `answer` and waits: the client gets 502."""
+        def respond(conn):
             conn.recv_request()
-            conn.send(b"this is not HTTP\r\n\r\n")
+            conn.send(answer)
             conn.wait_closed()
-        with ScriptedBackend(garbage) as be:
+        with ScriptedBackend(respond) as be:
             self.expect_502([be.address])
+
+    def test_upstream_answering_garbage_is_502(self):
+        self.expect_502_for_answer(b"this is not HTTP\r\n\r\n")
+
+    def test_upstream_naming_content_length_in_connection_is_502(self):
+        """Forwarded without its Content-Length (Connection names it), the body would run
+        into the client's next response."""
+        self.expect_502_for_answer(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Content-Length\r\n\r\nhello")
 
     def test_upstream_closing_without_answer_is_502(self):
         def close_at_once(conn):

@@ -288,6 +288,19 @@ TEST_CASE("rejections") {
         {"chunk size line too long", Kind::request,
          req + "Transfer-Encoding: chunked\r\n\r\n3;a=" + std::string(5000, 'b') + "\r\nabc\r\n0\r\n\r\n", bad},
         {"empty chunk size line", Kind::request, req + "Transfer-Encoding: chunked\r\n\r\n\r\nabc\r\n", bad},
+        // A proxy drops what Connection names: naming the framing (or, in a request, the
+        // Host) would send the body on without its length.
+        {"Connection names Content-Length", Kind::request,
+         req + "Connection: content-length\r\nContent-Length: 35\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n", bad},
+        {"Connection names Content-Length among others, any case", Kind::request,
+         req + "Content-Length: 3\r\nConnection: keep-alive\r\nconnection: x-a, CONTENT-LENGTH\r\n\r\nabc", bad},
+        {"Connection names Content-Length, no Content-Length field", Kind::request,
+         "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, Content-Length\r\n\r\n", bad},
+        {"Connection names Host", Kind::request, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Host\r\n\r\n", bad},
+        {"response: Connection names Content-Length", Kind::response,
+         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Content-Length\r\n\r\nhello", bad},
+        {"101: Connection names Content-Length", Kind::response,
+         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade, Content-Length\r\n\r\n", bad},
     };
     for (const RejectCase& c : cases) {
         const std::string what = c.what;
@@ -298,6 +311,20 @@ TEST_CASE("rejections") {
         // Never a head (or its end) for a message refused in its head.
         check_every_split(c.kind, c.input, whole, false, true);
     }
+}
+
+TEST_CASE("Connection options that do not name the framing or the Host pass") {
+    for (const char* input : {
+             "POST / HTTP/1.1\r\nHost: a\r\nConnection: x-content-length, content-lengths, \"content-length\"\r\n"
+             "Content-Length: 1\r\n\r\nz",
+             "GET / HTTP/1.1\r\nHost: a\r\nConnection: Hosts, x-host\r\n\r\n",
+         }) {
+        CAPTURE(input);
+        CHECK(parse(Kind::request, input, {}).error == ParseError::none);
+    }
+    // Host is a request field: a response naming it loses nothing the next hop needs.
+    CHECK(parse(Kind::response, "HTTP/1.1 200 OK\r\nConnection: Host\r\nContent-Length: 0\r\n\r\n", {}).error ==
+          ParseError::none);
 }
 
 TEST_CASE("rejected heads never reach the handler; llhttp's reason is kept") {
