@@ -33,7 +33,7 @@ BAD_REQUESTS = {
     # the backend would read it as a second request.
     "connection names content-length":
         b"POST / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Content-Length\r\n"
-        b"Content-Length: 35\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"Content-Length: 32\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n",
     "connection names host":
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: host\r\n\r\n",
 }
