@@ -34,20 +34,12 @@ void trim_in_place(std::string& s) {
 // request naming Host would reach the backend without the authority it was routed by. Such a
 // message is refused: why, or nullptr.
 const char* misnamed_connection_option(const HeaderList& headers, bool request) {
-    const char* why = nullptr;
     for (const HeaderField& field : headers) {
         if (field.id != FieldId::connection) continue;
-        any_list_element(field.value, [&](std::string_view option) {
-            if (iequals(option, "Content-Length")) {
-                why = "Connection names Content-Length";
-            } else if (request && iequals(option, "Host")) {
-                why = "Connection names Host";
-            }
-            return why != nullptr;
-        });
-        if (why != nullptr) break;
+        if (list_has_token(field.value, "Content-Length")) return "Connection names Content-Length";
+        if (request && list_has_token(field.value, "Host")) return "Connection names Host";
     }
-    return why;
+    return nullptr;
 }
 
 // RFC 9112 §6.3 rule 1: these responses never have content, whatever their fields say.
